@@ -1,0 +1,76 @@
+"""OmegaConf resolvers that derive values from other config entries, so nothing is typed twice.
+
+``${ev.channels:${preprocess.name},${preprocess.kwargs}}``   channels produced by a preprocess function
+``${ev.downsampled:${dataset.height},${preprocess.downsample}}``  size after ``>> downsample``
+``${ev.micro_bin_channels:name,channels,kwargs}``              channels per micro time bin (flow loss)
+``${ev.pick:${smoke},tiny,default}``                        first value if the condition holds, else second
+``${ev.synthetic_size:${dataset.preset},height}``             sensor size of a synthetic dataset preset
+``${ev.pid:}``                                                 process id (keeps run directories unique)
+``${ev.wandb_offline:}``                                       True unless WANDB_MODE=online
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def _channels(name: str, kwargs: DictConfig | dict | None = None) -> int:
+    # imported lazily: composing a config must not pay for numba/torch imports until a value is needed
+    from evframe.preprocess import num_channels
+
+    plain: dict[str, Any] = {}
+    if kwargs is not None:
+        plain = OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs)
+    return int(num_channels(str(name), **plain))
+
+
+def _micro_bin_channels(name: str, channels: int, kwargs: DictConfig | dict | None = None) -> int:
+    from evframe.tasks.flow.losses import channels_per_micro_bin_for
+
+    split = True if kwargs is None else bool(kwargs.get("split_polarity", True))
+    return int(channels_per_micro_bin_for(str(name), int(channels), split))
+
+
+def _downsampled(size: int | None, downsample: int) -> int | None:
+    if size is None:
+        return None
+    return int(size) >> int(downsample)
+
+
+def _pick(condition: Any, if_true: Any, if_false: Any) -> Any:
+    return if_true if _truthy(condition) else if_false
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _synthetic_size(preset: str, which: str) -> int:
+    from evframe.data.synthetic import get_config
+
+    return int(getattr(get_config(str(preset)), str(which)))
+
+
+def _wandb_offline() -> bool:
+    return os.environ.get("WANDB_MODE", "offline").lower() != "online"
+
+
+def register_resolvers() -> None:
+    """Registers evframe's resolvers once per process (safe to call repeatedly)."""
+    resolvers = {
+        "ev.channels": _channels,
+        "ev.downsampled": _downsampled,
+        "ev.micro_bin_channels": _micro_bin_channels,
+        "ev.pid": lambda: os.getpid(),
+        "ev.pick": _pick,
+        "ev.synthetic_size": _synthetic_size,
+        "ev.wandb_offline": _wandb_offline,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

@@ -1,0 +1,22 @@
+"""Numpy dtypes shared by every reader and writer (identical to Metavision's, so arrays interoperate)."""
+
+import numpy as np
+
+#: CD event: x, y in pixels, polarity p in {0, 1}, timestamp t in microseconds (16 bytes).
+EVENT_DTYPE = np.dtype({"names": ["x", "y", "p", "t"], "formats": ["<u2", "<u2", "<i2", "<i8"],
+                        "offsets": [0, 2, 4, 8], "itemsize": 16})
+
+#: Bounding box label: t in microseconds, (x, y) top-left corner, w, h in pixels (40 bytes).
+BBOX_DTYPE = np.dtype({"names": ["t", "x", "y", "w", "h", "class_id", "track_id", "class_confidence"],
+                       "formats": ["<i8", "<f4", "<f4", "<f4", "<f4", "<u4", "<u4", "<f4"],
+                       "offsets": [0, 8, 12, 16, 20, 24, 28, 32], "itemsize": 40})
+
+
+def empty_events(n: int = 0) -> np.ndarray:
+    """Returns a zeroed event array of length ``n`` with :data:`EVENT_DTYPE`."""
+    return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+def empty_boxes(n: int = 0) -> np.ndarray:
+    """Returns a zeroed box array of length ``n`` with :data:`BBOX_DTYPE`."""
+    return np.zeros(n, dtype=BBOX_DTYPE)

@@ -1,0 +1,66 @@
+"""FlowCallback: the training curriculum on sequence length and periodic flow videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+from evframe.tasks.flow.video import flow_video_frames
+from evframe.utils.video import log_video, write_video
+
+
+def curriculum_max_consecutive_batch(curriculum_param: float, epoch: int) -> int:
+    """``int(p ** (epoch - 1))`` for 1-based ``epoch`` (at least 1): short sequences first, longer later."""
+    return max(1, int(curriculum_param ** (epoch - 1)))
+
+
+class FlowCallback(L.Callback):
+    """As Metavision's FlowCallback.
+
+    Args:
+        curriculum_param: ``p`` in ``max_consecutive_batch = int(p**(epoch-1))`` (epochs counted from 1); each
+            training recording is cut into chunks of that many batches, so the recurrent memory is first trained on
+            short sequences. 0 or None disables the curriculum.
+        video_result_every_n_epochs: every n epochs, a video of flow arrows on validation recordings is written to
+            ``<run dir>/videos/flow_epoch<k>.mp4`` and logged to W&B (0 disables).
+        mask_flow_by_input: draw arrows only where there are events.
+        num_video_batches: validation batches rendered in each video.
+    """
+
+    def __init__(self, curriculum_param: float | None = 1.414, video_result_every_n_epochs: int = 2,
+                 mask_flow_by_input: bool = True, num_video_batches: int = 20) -> None:
+        self.curriculum_param = curriculum_param
+        self.video_result_every_n_epochs = int(video_result_every_n_epochs)
+        self.mask_flow_by_input = mask_flow_by_input
+        self.num_video_batches = int(num_video_batches)
+
+    def _apply_curriculum(self, trainer: L.Trainer, epoch_index: int) -> None:
+        if not self.curriculum_param or trainer.datamodule is None:
+            return
+        trainer.datamodule.set_max_consecutive_batch(
+            curriculum_max_consecutive_batch(self.curriculum_param, epoch_index + 1))
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._apply_curriculum(trainer, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # set before Lightning reloads the train loader for the next epoch (it does so before epoch-start hooks)
+        self._apply_curriculum(trainer, trainer.current_epoch + 1)
+        n = self.video_result_every_n_epochs
+        if n > 0 and (trainer.current_epoch + 1) % n == 0 and trainer.is_global_zero and not trainer.sanity_checking:
+            self.write_demo_video(trainer, pl_module)
+
+    def write_demo_video(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
+        """Renders validation recordings with predicted flow; returns the video path (None without val data)."""
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            return None
+        loader = datamodule.make_loader("val", batch_size=min(4, int(datamodule.dataset_cfg["batch_size"])),
+                                        shuffle=False, num_workers=0)
+        frames = flow_video_frames(pl_module, loader, str(datamodule.preprocess_cfg["name"]),
+                                   self.num_video_batches, self.mask_flow_by_input)
+        out_dir = Path(trainer.default_root_dir) / "videos"
+        path = write_video(frames, out_dir / f"flow_epoch{trainer.current_epoch:03d}.mp4")
+        log_video(trainer.loggers, "val/flow_video", path)
+        return path

@@ -1,0 +1,102 @@
+"""Data for the flow task: unlabeled training streams, validation and test streams with dense flow labels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from evframe.data.folder import list_recordings
+from evframe.data.labels import load_flow, load_labels_stub
+from evframe.data.sequential import SequentialDataLoader
+from evframe.io.paths import label_path
+
+
+def _plain(node: Any) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+class FlowDataModule(L.LightningDataModule):
+    """Sequential loaders over ``dataset.root/{train,val,test}``.
+
+    Training is self-supervised (no labels read). Validation and test read ``*_flow.h5`` dense flow when the
+    recordings have it, so AEE can be measured; without it only the losses are logged.
+
+    Args:
+        dataset: the ``dataset`` config node (root, batch_size, num_workers, height, width, generate, preset...).
+        preprocess: the ``preprocess`` config node (name, delta_t, num_tbins, downsample, kwargs, channels).
+    """
+
+    def __init__(self, dataset: Mapping, preprocess: Mapping) -> None:
+        super().__init__()
+        self.dataset_cfg = _plain(dataset)
+        self.preprocess_cfg = _plain(preprocess)
+        self.max_consecutive_batch: int | None = None
+        self._loaders: dict[str, SequentialDataLoader] = {}
+
+    # ---- preparation
+    def prepare_data(self) -> None:
+        """Generates the synthetic dataset once (cached) when the dataset config asks for it."""
+        ds = self.dataset_cfg
+        if ds.get("generate"):
+            from evframe.data.synthetic import ensure_dataset
+
+            ensure_dataset(ds["root"], preset=ds.get("preset", "default"), seed=int(ds.get("seed", 0)))
+
+    @property
+    def array_dim(self) -> list[int]:
+        """``[num_tbins, channels, sensor_height, sensor_width]`` (Metavision convention: sensor size)."""
+        p, ds = self.preprocess_cfg, self.dataset_cfg
+        return [int(p["num_tbins"]), int(p["channels"]), int(ds["height"]), int(ds["width"])]
+
+    def files(self, split: str) -> list[Path]:
+        return list_recordings(self.dataset_cfg["root"], split, self.dataset_cfg.get("max_recordings"))
+
+    def make_loader(self, split: str, files: list[Path] | None = None, batch_size: int | None = None,
+                    shuffle: bool | None = None, num_workers: int | None = None) -> SequentialDataLoader:
+        """A loader over ``split`` (or the given files). Flow labels are read where ``*_flow.h5`` files exist."""
+        files = self.files(split) if files is None else files
+        p, ds = self.preprocess_cfg, self.dataset_cfg
+        with_flow = split != "train" and all(label_path(f, "_flow.h5").exists() for f in files)
+        return SequentialDataLoader(
+            files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
+            load_labels=load_flow if with_flow else load_labels_stub,
+            batch_size=int(batch_size or ds["batch_size"]),
+            num_workers=int(ds.get("num_workers", 0) if num_workers is None else num_workers),
+            preprocess_kwargs=dict(p.get("kwargs") or {}), padding=True,
+            shuffle=(split == "train") if shuffle is None else shuffle, seed=int(ds.get("seed", 0)),
+            max_consecutive_batch=self.max_consecutive_batch if split == "train" else None,
+            downsample=int(p.get("downsample", 0)), max_duration=ds.get("max_duration"),
+            rank=self.trainer.global_rank if self.trainer is not None else 0,
+            world_size=self.trainer.world_size if self.trainer is not None else 1,
+        )
+
+    def _loader(self, split: str) -> SequentialDataLoader:
+        if split not in self._loaders:
+            self._loaders[split] = self.make_loader(split)
+        return self._loaders[split]
+
+    # ---- Lightning hooks
+    def train_dataloader(self) -> SequentialDataLoader:
+        # Lightning reloads the train loader every epoch (reload_dataloaders_every_n_epochs=1) *before* the epoch
+        # hooks run, so the epoch's shuffling and curriculum are applied here, before its length is taken.
+        loader = self._loader("train")
+        if self.trainer is not None:
+            loader.set_epoch(self.trainer.current_epoch)
+        return loader
+
+    def val_dataloader(self) -> SequentialDataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> SequentialDataLoader:
+        return self._loader("test")
+
+    # ---- used by FlowCallback and the module
+    def set_max_consecutive_batch(self, value: int) -> None:
+        """Curriculum: cut training recordings into chunks of at most ``value`` batches from the next epoch on."""
+        self.max_consecutive_batch = int(value)
+        if "train" in self._loaders:
+            self._loaders["train"].set_max_consecutive_batch(int(value))

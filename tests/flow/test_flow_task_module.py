@@ -1,0 +1,58 @@
+"""The flow task's evaluation and curriculum: hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from evframe.tasks.flow.callbacks import curriculum_max_consecutive_batch
+from evframe.tasks.flow.evaluation import FlowErrorMetric, labeled_pairs
+
+
+def test_error_metric_is_the_exact_mean_over_pixels_of_all_batches() -> None:
+    metric = FlowErrorMetric()
+    gt = torch.zeros(1, 2, 2, 2)
+    gt[:, 0], gt[:, 1] = 3.0, 4.0  # |gt| = 5 everywhere
+    pred = gt.clone()
+    pred[0, :, 0, 0] = 0.0  # error 5 at (0, 0): an outlier (> 3 px)
+    mask = torch.tensor([[[True, True], [True, False]]])  # 3 pixels evaluated
+    metric.update(pred, gt, mask)
+    # second batch: a single pixel, error 1 -> the mean over 4 pixels is (5 + 0 + 0 + 1) / 4, not a mean of means
+    metric.update(torch.tensor([[[[1.0]], [[0.0]]]]), torch.zeros(1, 2, 1, 1), torch.ones(1, 1, 1, dtype=torch.bool))
+    out = metric.compute()
+    assert float(out["aee"]) == pytest.approx(6 / 4)
+    assert float(out["outlier_pct"]) == pytest.approx(25.0)
+    assert float(out["aee_zero"]) == pytest.approx(15 / 4)
+    assert float(out["outlier_pct_zero"]) == pytest.approx(75.0)
+    assert int(out["pixels"]) == 4
+
+
+def test_error_metric_without_pixels_is_nan() -> None:
+    metric = FlowErrorMetric()
+    metric.update(torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool))
+    assert math.isnan(float(metric.compute()["aee"]))
+
+
+def test_labeled_pairs_takes_labeled_bins_and_masks_pixels_without_events() -> None:
+    inputs = torch.zeros(2, 2, 3, 2, 2)  # T=2, B=2
+    inputs[1, 0, 2, 1, 1] = 0.5
+    flow = torch.arange(2 * 2 * 2 * 2 * 2, dtype=torch.float32).view(2, 2, 2, 2, 2)
+    gt = torch.ones(2, 2, 2)
+    batch = {"inputs": inputs, "labels": [[None, None], [gt, gt]],
+             "frame_is_labeled": torch.tensor([[False, False], [True, False]])}
+    pred, target, mask = labeled_pairs(batch, flow)
+    assert pred.shape == (1, 2, 2, 2)
+    torch.testing.assert_close(pred[0], flow[1, 0])
+    torch.testing.assert_close(target[0], gt)
+    assert mask[0].tolist() == [[False, False], [False, True]]
+    batch["frame_is_labeled"][:] = False
+    assert labeled_pairs(batch, flow) is None
+
+
+def test_curriculum_follows_p_to_the_epoch_minus_one() -> None:
+    # int(1.414 ** (e - 1)) for e = 1..7: 1, 1.414, 1.999, 2.827, 3.998, 5.653, 7.993
+    assert [curriculum_max_consecutive_batch(1.414, e) for e in range(1, 8)] == [1, 1, 1, 2, 3, 5, 7]
+    assert curriculum_max_consecutive_batch(2.0, 4) == 8
+    assert curriculum_max_consecutive_batch(1.414, 0) == 1  # never below one batch

@@ -1,0 +1,227 @@
+"""Flow losses: every task term prefers the true flow of a synthetic moving texture over zero, reversed and
+doubled flows; regularisers have their analytic values; gradients are finite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evframe.tasks.flow.losses import (
+    LOSS_NAMES,
+    FlowLoss,
+    bw_deblur_loss,
+    charbonnier,
+    data_loss,
+    gaussian_blur,
+    l1_loss,
+    smoothness2_loss,
+    smoothness_loss,
+    split_micro_bins,
+    time_consistency_loss,
+)
+
+TASK_TERMS = {"data": data_loss, "time_consistency": time_consistency_loss, "bw_deblur": bw_deblur_loss}
+
+
+@pytest.fixture(params=["translation", "rotation"])
+def case(request, translation_case, rotation_case):
+    return translation_case if request.param == "translation" else rotation_case
+
+
+@pytest.mark.parametrize("term", sorted(TASK_TERMS))
+def test_task_term_prefers_true_flow(term, case):
+    inputs, true_flow = case
+    fn = TASK_TERMS[term]
+    best = fn(inputs, true_flow).item()
+    for name, wrong in {
+        "zero": torch.zeros_like(true_flow),
+        "opposite": -true_flow,
+        "2x too large": 2 * true_flow,
+        "half": 0.5 * true_flow,
+    }.items():
+        value = fn(inputs, wrong).item()
+        assert best < value, f"{term}: loss(true)={best:.4f} is not below loss({name})={value:.4f}"
+
+
+@pytest.mark.parametrize("term", sorted(TASK_TERMS))
+def test_task_terms_penalise_sending_everything_away(term, translation_case):
+    """A huge flow samples only empty space: it must score worse than zero flow (no degenerate minimum)."""
+    inputs, true_flow = translation_case
+    fn = TASK_TERMS[term]
+    huge = torch.full_like(true_flow, 500.0)
+    assert fn(inputs, huge).item() > fn(inputs, torch.zeros_like(true_flow)).item()
+
+
+def test_photometric_terms_are_normalised(translation_case):
+    """Data terms are ratios in [0, 1]: near 0 for the true flow, 1 when nothing overlaps."""
+    inputs, true_flow = translation_case
+    assert data_loss(inputs, true_flow).item() < 0.05
+    # (slightly below 1: the Charbonnier penalty is below |r| for the faint blurred tails)
+    assert 0.95 < data_loss(inputs, torch.full_like(true_flow, 500.0)).item() <= 1.0
+    # independent of event density / contrast: scaling the tensor barely changes the value
+    for fn in (data_loss, time_consistency_loss):
+        a = fn(inputs, torch.zeros_like(true_flow)).item()
+        b = fn(5 * inputs, torch.zeros_like(true_flow)).item()
+        assert b == pytest.approx(a, rel=0.02)
+
+
+def test_bw_deblur_range(translation_case):
+    inputs, true_flow = translation_case
+    value = bw_deblur_loss(inputs, true_flow).item()
+    assert -1.0 <= value < -0.95  # near-perfect alignment of the 3 micro bins
+    assert bw_deblur_loss(inputs, torch.full_like(true_flow, 500.0)).item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_bw_deblur_single_micro_bin_uses_consecutive_bins(translation_case):
+    """histo-like input (one micro bin of 2 channels): consecutive bins play the micro bins at times 0 and 1."""
+    inputs, true_flow = translation_case
+    histo = split_micro_bins(inputs, 2).sum(dim=2)  # (T, 1, 2, H, W): all micro bins of a bin summed
+    best = bw_deblur_loss(histo, true_flow, channels_per_micro_bin=2).item()
+    assert best < bw_deblur_loss(histo, torch.zeros_like(true_flow), channels_per_micro_bin=2).item()
+    assert best < bw_deblur_loss(histo, -true_flow, channels_per_micro_bin=2).item()
+
+
+def test_micro_bin_layout_error_is_clear(translation_case):
+    inputs, true_flow = translation_case
+    with pytest.raises(ValueError, match="channels_per_micro_bin=4"):
+        bw_deblur_loss(inputs, true_flow, channels_per_micro_bin=4)
+
+
+def test_time_consistency_needs_three_bins(translation_case):
+    inputs, true_flow = translation_case
+    flow = true_flow[:2].clone().requires_grad_(True)
+    value = time_consistency_loss(inputs[:2], flow)
+    assert value.item() == 0.0
+    value.backward()  # still connected to the graph
+    assert data_loss(inputs[:1], true_flow[:1]).item() == 0.0
+
+
+def test_multiscale_loss_prefers_true_pyramid(translation_case):
+    """FlowLoss downsamples the inputs to each level; the true flow at level s is the flow / 2**s."""
+    inputs, true_flow = translation_case
+    loss = FlowLoss({"data": 1.0, "time_consistency": 1.0, "bw_deblur": 1.0})
+
+    def pyramid(flow):
+        return [torch.nn.functional.avg_pool3d(flow, (1, s, s)) / s if s > 1 else flow for s in (4, 2, 1)]
+
+    true_pyr = pyramid(true_flow)
+    assert [tuple(f.shape[-2:]) for f in true_pyr] == [(10, 10), (20, 20), (40, 40)]
+    best = loss(inputs, true_pyr)
+    assert set(best) == {"data", "time_consistency", "bw_deblur", "loss"}
+    assert best["loss"].item() == pytest.approx(sum(best[k].item() for k in ("data", "time_consistency", "bw_deblur")))
+    for wrong in (torch.zeros_like(true_flow), -true_flow, 2 * true_flow):
+        assert best["loss"].item() < loss(inputs, pyramid(wrong))["loss"].item()
+
+
+def test_flow_loss_weights_and_levels(translation_case):
+    inputs, true_flow = translation_case
+    single = FlowLoss({"data": 1.0})(inputs, [true_flow])["data"]
+    weighted = FlowLoss({"data": 3.0, "l1": 0.0})(inputs, true_flow)
+    assert set(weighted) == {"data", "loss"}  # zero-weight terms are skipped
+    assert weighted["data"].item() == pytest.approx(3 * single.item(), rel=1e-6)
+    two_levels = FlowLoss({"l1": 1.0})(inputs, [true_flow[..., ::2, ::2] / 2, true_flow])
+    assert two_levels["l1"].item() == pytest.approx(0.75 + 1.5)
+
+
+def test_unknown_loss_name_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown loss name") as info:
+        FlowLoss({"dataa": 1.0})
+    for name in LOSS_NAMES:
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="must be a number"):
+        FlowLoss({"data": "x"})
+
+
+def test_smoothness_values():
+    const = torch.zeros(2, 1, 2, 8, 9)
+    const[:, :, 0] = 3.0
+    const[:, :, 1] = -1.5
+    assert smoothness_loss(const).item() == 0.0
+    assert smoothness2_loss(const).item() == 0.0
+    assert smoothness_loss(torch.randn(2, 1, 2, 8, 9)).item() > 0.1
+    # a step of 2 px between two columns: charbonnier(2) on 1 of 8 x-differences per row
+    step = torch.zeros(1, 1, 2, 4, 9)
+    step[..., :, 5:] = 2.0
+    expected = charbonnier(torch.tensor(2.0)).item() / 8
+    assert smoothness_loss(step).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_smoothness2_vanishes_on_affine_fields():
+    ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(10.0), indexing="ij")
+    affine = torch.stack([0.3 * xs - 0.2 * ys + 1.0, -0.1 * xs + 0.05 * ys])[None, None]
+    assert smoothness2_loss(affine).item() < 1e-6
+    assert smoothness_loss(affine).item() > 0.05  # first order does penalise it
+    quadratic = torch.stack([0.1 * xs**2, 0.1 * ys * xs])[None, None]
+    assert smoothness2_loss(quadratic).item() > 0.05
+
+
+def test_smoothness_mask_restricts_pixels():
+    flow = torch.zeros(1, 1, 2, 6, 6)
+    flow[..., :, 4:] = 5.0  # discontinuity between columns 3 and 4
+    mask = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    mask[..., :, :2] = True  # events only far from the discontinuity
+    assert smoothness_loss(flow).item() > 0
+    assert smoothness_loss(flow, mask).item() == 0.0
+    assert smoothness2_loss(flow, mask).item() == 0.0
+
+
+def test_l1_values():
+    flow = torch.zeros(2, 3, 2, 4, 5)
+    flow[:, :, 0] = 3.0
+    flow[:, :, 1] = -4.0
+    assert l1_loss(flow).item() == pytest.approx(3.5)
+    mask = torch.zeros(2, 3, 4, 5)
+    mask[:, :, 0, 0] = 1
+    flow[:, :, :, 0, 0] = 10.0
+    assert l1_loss(flow, mask).item() == pytest.approx(10.0)
+
+
+def test_masked_terms_in_flow_loss(translation_case):
+    inputs, _ = translation_case
+    flow = torch.zeros(4, 1, 2, 40, 40)
+    flow[..., 0, 0] = 100.0  # a corner pixel: no events there
+    assert (inputs[:, :, :, 0, 0] == 0).all()
+    masked = FlowLoss({"l1": 1.0}, masked_terms=["l1"])(inputs, flow)["l1"]
+    unmasked = FlowLoss({"l1": 1.0})(inputs, flow)["l1"]
+    assert masked.item() == 0.0 and unmasked.item() > 0
+    with pytest.raises(ValueError, match="not regularisers"):
+        FlowLoss({"l1": 1.0}, masked_terms=["data"])
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("start", ["zero", "true"])
+def test_gradients_are_finite(name, start, translation_case):
+    inputs, true_flow = translation_case
+    flow = (torch.zeros_like(true_flow) if start == "zero" else true_flow.clone()).requires_grad_(True)
+    value = FlowLoss({name: 1.0})(inputs, [flow])["loss"]
+    value.backward()
+    assert torch.isfinite(flow.grad).all()
+    if name in TASK_TERMS and start == "zero":
+        assert flow.grad.abs().sum() > 0
+
+
+def test_optimising_a_constant_flow_recovers_the_motion(translation_case):
+    """End to end: gradient descent on a free (vx, vy) with the task terms lands on (+2, -1)."""
+    inputs, true_flow = translation_case
+    loss = FlowLoss({"data": 1.0, "bw_deblur": 1.0})
+    v = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.Adam([v], lr=0.1)
+    for _ in range(80):
+        flow = v.view(1, 1, 2, 1, 1).expand_as(true_flow)
+        value = loss(inputs, [flow])["loss"]
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    assert v.detach().tolist() == pytest.approx([2.0, -1.0], abs=0.2)
+
+
+def test_charbonnier_and_blur():
+    assert charbonnier(torch.tensor(0.0)).item() == 0.0
+    assert charbonnier(torch.tensor(10.0), eps=1e-3).item() == pytest.approx(10.0 - 1e-3, abs=1e-5)
+    x = torch.zeros(1, 1, 9, 9)
+    x[..., 4, 4] = 1.0
+    blurred = gaussian_blur(x, 1.0)
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-6)  # mass kept away from the border
+    assert torch.allclose(blurred, blurred.transpose(-1, -2))
+    assert blurred[..., 4, 4] > blurred[..., 4, 5] > blurred[..., 4, 6] > 0
+    assert torch.equal(gaussian_blur(x, 0.0), x)
