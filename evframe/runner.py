@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evframe.config import instantiate
@@ -105,6 +107,16 @@ def finish_wandb(failed: bool) -> None:
         wandb.finish(exit_code=1 if failed else 0)
 
 
+def configure_threads(cfg: DictConfig) -> int:
+    """Sets torch's CPU thread count (``num_threads``, or the cores left over by the loader workers)."""
+    threads = cfg.get("num_threads")
+    if threads is None:
+        workers = int(cfg.get("dataset", {}).get("num_workers") or 0)
+        threads = max(1, (os.cpu_count() or 1) - workers)
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Prepares the config, runs ``cfg.mode`` and returns ``cfg.optimized_metric`` (for sweepers), or None."""
     if cfg.mode not in MODES:
@@ -113,6 +125,7 @@ def run(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.paths.output_dir)
     print_and_save_config(cfg, output_dir, show=bool(cfg.get("print_config", True)))
     L.seed_everything(int(cfg.seed), workers=True)
+    log.info("torch CPU threads: %d", configure_threads(cfg))
     failed = True
     try:
         metrics = {"train": train, "test": test, "predict": predict}[cfg.mode](cfg)

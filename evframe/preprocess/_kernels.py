@@ -129,12 +129,20 @@ def event_cube(x, y, p, t, acc, num_utbins, split_polarity, start, dt, shift, wi
     i = 0
     while i < n:
         k = 0
+        batch_bin = -1
         while k < _BATCH and i < n:
             ti = t[i]
             b, lo, hi, inside = _bin(ti, start, dt, nb, b, lo, hi)
             if not inside:
                 i += 1
                 continue
+            # a batch never spans two bins, so the order of the float additions inside a bin (hence the result,
+            # to the last bit) does not depend on which events precede the bin: computing a recording in chunks of
+            # bins gives exactly the same tensors as computing it at once
+            if b != batch_bin:
+                if k > 0:
+                    break
+                batch_bin = b
             xi, yi, pi = x[i], y[i], p[i]
             status = _pixel_status(xi, yi, pi, x_lim, y_lim, width, height)
             if status != 0:

@@ -67,14 +67,15 @@ def default_compression() -> str:
     return "gzip" if hdf5plugin is None else "lz4"
 
 
-def _uint8_encoding(value_range: tuple[float, float]) -> tuple[float, float]:
+def _uint8_encoding(value_range: tuple[float, float], integer_values: bool) -> tuple[float, float]:
     low, high = (float(v) for v in value_range)
     if not high > low:
         raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
     span = high - low
-    # integer ranges of at most 256 values are stored exactly (scale 1), others spread over the 256 codes
-    scale = 1.0 if span <= 255 and low.is_integer() and high.is_integer() else span / 255.0
-    return scale, low
+    # integer counts spanning at most 256 values are stored exactly (scale 1); real values use all 256 codes
+    if integer_values and span <= 255 and low.is_integer():
+        return 1.0, low
+    return span / 255.0, low
 
 
 def _check_attrs(path: Path, attrs: Mapping[str, Any], channels_hw: tuple[int, int, int]) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class TensorH5Writer:
             downsampling. attrs: at least ``delta_t``, ``event_input_height``, ``event_input_width`` and
             ``events_to_tensor`` (or ``preprocess``), plus the preprocess options.
         store_as_uint8: store uint8 codes instead of float32; needs ``value_range`` = (low, high) of the values.
+        integer_values: the values are integers (counts): with a span of at most 255 they are stored exactly.
         compression: 'lz4', 'gzip' or 'none' (default: :func:`default_compression`).
 
     Use as a context manager; an exception inside it discards the temporary file.
@@ -107,7 +109,7 @@ class TensorH5Writer:
 
     def __init__(self, path: str | os.PathLike, channels: int, height: int, width: int, attrs: Mapping[str, Any],
                  store_as_uint8: bool = False, value_range: tuple[float, float] | None = None,
-                 compression: str | None = None) -> None:
+                 integer_values: bool = False, compression: str | None = None) -> None:
         self.path = Path(path)
         shape = (int(channels), int(height), int(width))
         attrs = _check_attrs(self.path, attrs, shape)
@@ -115,7 +117,7 @@ class TensorH5Writer:
         if store_as_uint8:
             if value_range is None:
                 raise ValueError(f"{self.path}: store_as_uint8 needs value_range=(low, high)")
-            self._scale, self._offset = _uint8_encoding(value_range)
+            self._scale, self._offset = _uint8_encoding(value_range, integer_values)
             attrs.update(store_as_uint8=True, uint8_scale=self._scale, uint8_offset=self._offset)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
@@ -172,7 +174,8 @@ class TensorH5Writer:
 
 
 def write_tensor_h5(path: str | os.PathLike, data: Any, attrs: Mapping[str, Any], store_as_uint8: bool = False,
-                    value_range: tuple[float, float] | None = None, compression: str | None = None) -> Path:
+                    value_range: tuple[float, float] | None = None, integer_values: bool = False,
+                    compression: str | None = None) -> Path:
     """Writes (N, C, H, W) tensors (numpy or torch) with ``attrs`` atomically (temp file + os.replace).
 
     See :class:`TensorH5Writer` for the arguments. Returns the path.
@@ -181,7 +184,7 @@ def write_tensor_h5(path: str | os.PathLike, data: Any, attrs: Mapping[str, Any]
     if array.ndim != 4:
         raise ValueError(f"{path}: data must be (N, C, H, W), got shape {array.shape}")
     with TensorH5Writer(path, *array.shape[1:], attrs=attrs, store_as_uint8=store_as_uint8, value_range=value_range,
-                        compression=compression) as writer:
+                        integer_values=integer_values, compression=compression) as writer:
         writer.append(array)
     return Path(path)
 

@@ -47,6 +47,7 @@ class Job:
     max_duration: int | None
     store_as_uint8: bool
     value_range: tuple[float, float] | None
+    integer_values: bool
     compression: str | None
     chunk_bins: int | None
 
@@ -104,21 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def builtin_value_range(name: str, kwargs: dict[str, Any]) -> tuple[float, float] | None:
-    """(low, high) of the values of a built-in preprocess function with these options, None for others."""
+def builtin_value_range(name: str, kwargs: dict[str, Any]) -> tuple[tuple[float, float], bool] | None:
+    """((low, high), integer_values) of a built-in preprocess function's output with these options; None for
+    functions it does not know."""
     if name in ("histo", "timesurface", "multi_channel_timesurface"):
-        return 0.0, 1.0
+        return (0.0, 1.0), False
     if name == "diff":
-        return -1.0, 1.0
+        return (-1.0, 1.0), False
     if name == "event_cube":
-        return (0.0, 1.0) if kwargs.get("split_polarity", True) else (-1.0, 1.0)
+        return ((0.0, 1.0) if kwargs.get("split_polarity", True) else (-1.0, 1.0)), False
+    normalized = bool(kwargs.get("normalization", False))
     if name == "histo_quantized":
         cap = 2 ** int(kwargs.get("bit_length", 8)) - 1
-        return (0.0, 1.0) if kwargs.get("normalization", False) else (0.0, float(cap))
+        return ((0.0, 1.0) if normalized else (0.0, float(cap))), not normalized
     if name == "diff_quantized":
         half = 2 ** (int(kwargs.get("bit_length", 8)) - 1)
-        scale = 1.0 / half if kwargs.get("normalization", False) else 1.0
-        return -half * scale, (half - 1) * scale
+        scale = 1.0 / half if normalized else 1.0
+        return (-half * scale, (half - 1) * scale), not normalized
     return None
 
 
@@ -198,7 +201,8 @@ def convert_file(source: Path, output: Path, job: Job) -> FileResult:
         events_done = 0
         reader.seek_time(0)
         with TensorH5Writer(output, channels, out_h, out_w, attrs, store_as_uint8=job.store_as_uint8,
-                            value_range=job.value_range, compression=job.compression) as writer:
+                            value_range=job.value_range, integer_values=job.integer_values,
+                            compression=job.compression) as writer:
             for first in range(0, num_bins, chunk):
                 n = min(chunk, num_bins - first)
                 events = reader.load_delta_t(n * job.delta_t)
@@ -255,11 +259,12 @@ def _make_job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Job:
         compute(args.preprocess, empty_events(0), 1, size, size, args.delta_t, downsample=args.downsample, **kwargs)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    value_range = tuple(args.value_range) if args.value_range else builtin_value_range(args.preprocess, kwargs)
+    known = builtin_value_range(args.preprocess, kwargs)
+    value_range, integer_values = (tuple(args.value_range), False) if args.value_range else (known or (None, False))
     if args.store_as_uint8 and value_range is None:
         parser.error(f"--store-as-uint8 needs --value-range LOW HIGH for preprocess {args.preprocess!r}")
     return Job(args.preprocess, args.delta_t, args.downsample, kwargs, args.height, args.width, args.max_duration,
-               args.store_as_uint8, value_range if args.store_as_uint8 else None,
+               args.store_as_uint8, value_range if args.store_as_uint8 else None, integer_values,
                args.compression, args.chunk_bins)
 
 

@@ -1,9 +1,9 @@
 """Training-step cost of the flow feature extractors: forward + multi-scale FlowLoss + backward + Adam step.
 
 For every extractor of ``FEATURE_EXTRACTORS`` (default arguments, event_cube input C=6) at two resolutions, prints
-the parameter count, the median step time and its ratio to a baseline measured in the same run: a plain 3-layer
-full-resolution conv net of similar width (6 -> 16 -> 16 -> 2, BN + ReLU) trained with the same loss on its single
-flow. The step includes the loss, so the ratio shows what the U-Net itself adds.
+the parameter count, the median (and min) step time and the median's ratio to a baseline measured in the same
+run: a plain 3-layer full-resolution conv net of similar width (6 -> 16 -> 16 -> 2, BN + ReLU) trained with the
+same loss on its single flow. The step includes the loss, so the ratio shows what the U-Net itself adds.
 
     python experiments/benchmarks/bench_flow_model.py [--steps 5] [--threads N] [--sizes 120x152,240x304]
 
@@ -50,8 +50,9 @@ def event_like_input(t: int, b: int, c: int, h: int, w: int) -> torch.Tensor:
     return torch.rand(t, b, c, h, w, generator=g) * (torch.rand(t, b, c, h, w, generator=g) > 0.9)
 
 
-def time_steps(model: nn.Module, x: torch.Tensor, steps: int) -> float:
-    """Median seconds of forward + loss + backward + optimizer step (after one warm-up step)."""
+def time_steps(model: nn.Module, x: torch.Tensor, steps: int) -> tuple[float, float]:
+    """(median, min) seconds of forward + loss + backward + optimizer step (after one warm-up step); the min is
+    the less noisy figure on a shared machine."""
     loss_fn = FlowLoss(DEFAULT_LOSS_WEIGHTS)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     times = []
@@ -64,7 +65,7 @@ def time_steps(model: nn.Module, x: torch.Tensor, steps: int) -> float:
         opt.step()
         if i:
             times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def main() -> None:
@@ -83,7 +84,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, T={args.tbins} B={args.batch} C={c}, "
           f"median of {args.steps} steps (forward + FlowLoss {sorted(k for k, v in DEFAULT_LOSS_WEIGHTS.items() if v)}"
           f" + backward + Adam)")
-    print(f"{'model':<16}{'params':>10}  " + "".join(f"{f'{h}x{w} s/step':>18}{'x baseline':>12}" for h, w in sizes))
+    print(f"{'model':<16}{'params':>10}  "
+          + "".join(f"{f'{h}x{w} s/step med (min)':>28}{'x baseline':>12}" for h, w in sizes))
     baseline_times = {}
     rows = [("plain3conv", lambda: PlainConvNet(c))] + [(n, lambda n=n: FEATURE_EXTRACTORS[n](c))
                                                         for n in FEATURE_EXTRACTORS]
@@ -93,10 +95,10 @@ def main() -> None:
         cells = []
         for h, w in sizes:
             x = event_like_input(args.tbins, args.batch, c, h, w)
-            seconds = time_steps(model, x, args.steps)
+            median, fastest = time_steps(model, x, args.steps)
             if name == "plain3conv":
-                baseline_times[(h, w)] = seconds
-            cells.append(f"{seconds:>18.3f}{seconds / baseline_times[(h, w)]:>12.2f}")
+                baseline_times[(h, w)] = median
+            cells.append(f"{f'{median:.3f} ({fastest:.3f})':>28}{median / baseline_times[(h, w)]:>12.2f}")
         print(f"{name:<16}{n_params:>10,}  " + "".join(cells), flush=True)
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from evframe.tasks.flow.callbacks import curriculum_max_consecutive_batch
-from evframe.tasks.flow.evaluation import FlowErrorMetric, labeled_pairs
+from evframe.tasks.flow.evaluation import labeled_pairs
+from evframe.tasks.flow.metrics import FlowErrorMetric
 
 
 def test_error_metric_is_the_exact_mean_over_pixels_of_all_batches() -> None:
@@ -26,7 +27,7 @@ def test_error_metric_is_the_exact_mean_over_pixels_of_all_batches() -> None:
     assert float(out["outlier_pct"]) == pytest.approx(25.0)
     assert float(out["aee_zero"]) == pytest.approx(15 / 4)
     assert float(out["outlier_pct_zero"]) == pytest.approx(75.0)
-    assert int(out["pixels"]) == 4
+    assert int(out["n_pixels"]) == 4
 
 
 def test_error_metric_without_pixels_is_nan() -> None:
@@ -56,3 +57,37 @@ def test_curriculum_follows_p_to_the_epoch_minus_one() -> None:
     assert [curriculum_max_consecutive_batch(1.414, e) for e in range(1, 8)] == [1, 1, 1, 2, 3, 5, 7]
     assert curriculum_max_consecutive_batch(2.0, 4) == 8
     assert curriculum_max_consecutive_batch(1.414, 0) == 1  # never below one batch
+
+
+class _Info:
+    def __init__(self, padding: bool) -> None:
+        self.padding = padding
+
+    def is_padding(self) -> bool:
+        return self.padding
+
+
+def test_validation_with_a_padding_slot_between_recordings_scores_the_right_streams() -> None:
+    from functools import partial
+
+    from evframe.tasks.flow.feature_extractors import eminet
+    from evframe.tasks.flow.lightning_module import FlowLightningModule
+    from evframe.tasks.flow.losses import FlowLoss
+
+    torch.manual_seed(0)
+    module = FlowLightningModule(eminet(2, base=4, scales=2), FlowLoss({"data": 1.0, "smoothness": 0.1}),
+                                 partial(torch.optim.SGD, lr=0.1))
+    inputs = (torch.rand(2, 3, 2, 16, 16) < 0.2).float()
+    inputs[:, 1] = 0  # slot 1 is padding: zeros
+    gt = torch.zeros(2, 16, 16)
+    batch = {"inputs": inputs, "mask_keep_memory": torch.zeros(3),
+             "labels": [[gt, None, gt], [None, None, None]],
+             "frame_is_labeled": torch.tensor([[True, False, True], [False, False, False]]),
+             "video_infos": [(_Info(False), 0, 1), (_Info(True), 0, 0), (_Info(False), 0, 1)]}
+    assert module.active_streams(batch).tolist() == [True, False, True]
+    loss, flows = module._step(batch, "val")
+    assert flows[-1].shape[:2] == (2, 3) and torch.isfinite(loss)
+    module.validation_step(batch, 0)
+    values = module.val_error.compute()
+    expected_pixels = int((inputs[0, 0].abs().sum(0) > 0).sum() + (inputs[0, 2].abs().sum(0) > 0).sum())
+    assert int(values["n_pixels"]) == expected_pixels

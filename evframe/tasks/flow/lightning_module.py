@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from evframe.tasks.flow.evaluation import FlowErrorMetric, labeled_pairs
+from evframe.tasks.flow.evaluation import labeled_pairs
 from evframe.tasks.flow.losses import FlowLoss
+from evframe.tasks.flow.metrics import FlowErrorMetric
 from evframe.tasks.recurrent import RecurrentTaskModule
 
 
@@ -39,14 +40,16 @@ class FlowLightningModule(RecurrentTaskModule):
         return self.feature_extractor(inputs)
 
     def _step(self, batch: dict[str, Any], stage: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Loss of a batch (logged under ``stage``) and the flow pyramid of all B streams."""
         self.prepare_memory(batch)
         inputs = batch["inputs"]
         flows = self(inputs)  # every stream goes through the network: the recurrent state is per slot
         active = self.active_streams(batch)
-        if not bool(active.all()):  # padding slots hold no events: keep them out of the loss
-            inputs, flows = inputs[:, active], [f[:, active] for f in flows]
-        losses = self.loss(inputs, flows)
-        batch_size = inputs.shape[1]
+        if bool(active.all()):
+            losses = self.loss(inputs, flows)
+        else:  # padding slots hold no events: keep them out of the loss
+            losses = self.loss(inputs[:, active], [f[:, active] for f in flows])
+        batch_size = int(active.sum())
         for name, value in losses.items():
             self.log(f"{stage}/{name}", value.detach(), batch_size=batch_size, prog_bar=name == "loss",
                      on_step=stage == "train", on_epoch=True)
@@ -72,9 +75,9 @@ class FlowLightningModule(RecurrentTaskModule):
     def _log_errors(self, metric: FlowErrorMetric, stage: str) -> None:
         values = metric.compute()
         metric.reset()
-        if values["pixels"] <= 0:
+        if values["n_pixels"] <= 0:
             return
-        logged = {f"{stage}/{k}": v.float() for k, v in values.items() if k != "pixels"}
+        logged = {f"{stage}/{k}": v.float() for k, v in values.items() if k != "n_pixels"}
         logged[f"{stage}/aee_ratio"] = (values["aee"] / values["aee_zero"].clamp_min(1e-12)).float()
         self.log_dict(logged, sync_dist=False)
 

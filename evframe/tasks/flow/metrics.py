@@ -11,8 +11,11 @@ any useful model must beat.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
+from torchmetrics import Metric
 
 OUTLIER_PX = 3.0
 
@@ -105,42 +108,36 @@ def flow_metrics(
     }
 
 
-class FlowMetricAccumulator:
-    """Accumulates :func:`flow_metrics` over batches as pixel-weighted sums (the epoch value is the exact mean
-    over all evaluated pixels, not a mean of batch means).
+class FlowErrorMetric(Metric):
+    """Accumulates :func:`flow_metrics` over batches as pixel-weighted sums, so the epoch value is the exact mean
+    over all evaluated pixels (not a mean of batch means). The sums are torchmetrics states reduced by summation,
+    so under DDP the value covers the pixels of all processes.
 
-    ``update(pred, gt, mask)`` then ``compute() -> dict`` (same keys as :func:`flow_metrics`); ``reset()``.
+    ``update(pred (N, 2, H, W), gt (N, 2, H, W), mask (N, H, W) bool or None)``; ``compute()`` returns tensors
+    ``{"aee", "outlier_pct", "aee_zero", "outlier_pct_zero", "n_pixels"}`` (NaN rates when no pixel was seen).
     """
 
-    def __init__(self, outlier_px: float = OUTLIER_PX, outlier_rel: float | None = None) -> None:
+    full_state_update = False
+
+    def __init__(self, outlier_px: float = OUTLIER_PX, outlier_rel: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.outlier_px = float(outlier_px)
         self.outlier_rel = outlier_rel
-        self.reset()
-
-    def reset(self) -> None:
-        self.epe_sum = 0.0
-        self.outliers = 0
-        self.zero_sum = 0.0
-        self.zero_outliers = 0
-        self.n_pixels = 0
+        for name in ("epe_sum", "outliers", "zero_sum", "zero_outliers", "n_pixels"):
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         epe, gt_norm, _ = endpoint_errors(pred, gt, mask)
-        self.epe_sum += float(epe.sum())
-        self.outliers += int(_outliers(epe, gt_norm, self.outlier_px, self.outlier_rel).sum())
-        self.zero_sum += float(gt_norm.sum())
-        self.zero_outliers += int(_outliers(gt_norm, gt_norm, self.outlier_px, self.outlier_rel).sum())
-        self.n_pixels += int(epe.numel())
+        self.epe_sum += epe.sum()
+        self.outliers += _outliers(epe, gt_norm, self.outlier_px, self.outlier_rel).sum()
+        self.zero_sum += gt_norm.sum()
+        self.zero_outliers += _outliers(gt_norm, gt_norm, self.outlier_px, self.outlier_rel).sum()
+        self.n_pixels += epe.numel()
 
-    def compute(self) -> dict[str, float]:
+    def compute(self) -> dict[str, torch.Tensor]:
         n = self.n_pixels
-        if n == 0:
-            nan = float("nan")
-            return {"aee": nan, "outlier_pct": nan, "aee_zero": nan, "outlier_pct_zero": nan, "n_pixels": 0}
-        return {
-            "aee": self.epe_sum / n,
-            "outlier_pct": 100.0 * self.outliers / n,
-            "aee_zero": self.zero_sum / n,
-            "outlier_pct_zero": 100.0 * self.zero_outliers / n,
-            "n_pixels": n,
-        }
+        if n <= 0:
+            nan = torch.tensor(float("nan"), dtype=torch.float64, device=n.device)
+            return {"aee": nan, "outlier_pct": nan, "aee_zero": nan, "outlier_pct_zero": nan, "n_pixels": n.clone()}
+        return {"aee": self.epe_sum / n, "outlier_pct": 100.0 * self.outliers / n, "aee_zero": self.zero_sum / n,
+                "outlier_pct_zero": 100.0 * self.zero_outliers / n, "n_pixels": n.clone()}
