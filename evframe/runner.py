@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +107,10 @@ def finish_wandb(failed: bool) -> None:
 
 
 def configure_threads(cfg: DictConfig) -> int:
-    """Sets torch's CPU thread count (``num_threads``, or the cores left over by the loader workers)."""
-    threads = cfg.get("num_threads")
-    if threads is None:
-        workers = int(cfg.get("dataset", {}).get("num_workers") or 0)
-        threads = max(1, (os.cpu_count() or 1) - workers)
-    torch.set_num_threads(int(threads))
-    return int(threads)
+    """Sets torch's CPU thread count to ``num_threads`` when given (else torch's default); returns the count."""
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    return torch.get_num_threads()
 
 
 def run(cfg: DictConfig) -> float | None:

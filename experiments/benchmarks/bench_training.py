@@ -21,6 +21,7 @@ from omegaconf import open_dict
 from evframe.config import instantiate, register_resolvers
 from evframe.config.prepare import prepare_config
 from evframe.run import CONFIG_DIR
+from evframe.runner import configure_threads
 
 
 def build(preset: str, workers: int, data_dir: Path):
@@ -46,7 +47,7 @@ def train_step(module, optimizer, batch) -> float:
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def main() -> None:
@@ -55,8 +56,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--data-dir", default="outputs/datasets")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the runner's rule)")
     args = parser.parse_args()
     cfg, datamodule, module = build(args.preset, args.workers, Path(args.data_dir).resolve())
+    with open_dict(cfg):
+        cfg.num_threads = args.threads
+    configure_threads(cfg)
     optimizer = module.configure_optimizers()
     loader = datamodule.make_loader("train")
     print(f"flow task: {cfg.model._target_.rsplit('.', 1)[-1]} base={cfg.model.base}, inputs "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.flow.conftest import constant_flow, make_texture, render, translation
+
 from evframe.tasks.flow.losses import (
     LOSS_NAMES,
     FlowLoss,
@@ -225,3 +227,21 @@ def test_charbonnier_and_blur():
     assert torch.allclose(blurred, blurred.transpose(-1, -2))
     assert blurred[..., 4, 4] > blurred[..., 4, 5] > blurred[..., 4, 6] > 0
     assert torch.equal(gaussian_blur(x, 0.0), x)
+
+
+@pytest.mark.parametrize("window", [2, 3])
+def test_bw_deblur_over_a_window_of_bins_prefers_the_true_flow(window: int) -> None:
+    """Micro bins of several bins warped with the first bin's flow: the true flow is sharpest, and the contrast
+    gap between true and zero flow of a slow motion (one pixel per bin) grows with the window."""
+    v = (1.0, -0.5)
+    inputs, true_flow = render(make_texture(2), translation(v)), constant_flow(v)
+    best = bw_deblur_loss(inputs, true_flow, window=window).item()
+    for wrong in (torch.zeros_like(true_flow), -true_flow, 2 * true_flow, 0.5 * true_flow):
+        assert best < bw_deblur_loss(inputs, wrong, window=window).item()
+    zero = torch.zeros_like(true_flow)
+    gap = bw_deblur_loss(inputs, zero, window=window).item() - best
+    gap_single_bin = bw_deblur_loss(inputs, zero).item() - bw_deblur_loss(inputs, true_flow).item()
+    assert gap > gap_single_bin
+    assert bw_deblur_loss(inputs[:1], true_flow[:1], window=window).item() == 0.0  # fewer bins than the window
+    with pytest.raises(ValueError, match="window"):
+        bw_deblur_loss(inputs, true_flow, window=0)

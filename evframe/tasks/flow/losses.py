@@ -280,8 +280,9 @@ def bw_deblur_loss(
     channels_per_micro_bin: int = 2,
     blur_sigma: float = 1.0,
     eps: float = 1e-3,
+    window: int = 1,
 ) -> torch.Tensor:
-    """Backward deblurring (contrast maximisation) inside each bin.
+    """Backward deblurring (contrast maximisation) inside each bin (or a window of ``window`` bins).
 
     Every micro bin ``k`` (centre time ``tau_k = (k + 0.5) / K`` of the bin, see :func:`split_micro_bins`) is
     warped back to the bin start by sampling at ``p + tau_k * F_t(p)`` giving ``w_k``; their sum is the image of
@@ -297,19 +298,35 @@ def bw_deblur_loss(
     ``blur_sigma`` first (wider basin). When the input has a single micro bin (histo, diff, ...), consecutive bins
     ``x_t`` and ``x_{t+1}`` act as micro bins at times 0 and 1. ``mask`` is ignored (the IWE lives at the
     bin-start positions) and ``eps`` unused; both are accepted for a uniform signature. Returns a scalar.
+
+    ``window > 1``: the micro bins of bins ``t .. t + window - 1`` are all warped back to the start of bin ``t``
+    with the flow ``F_t`` (times ``j + tau_k``, in bins), assuming the motion stays constant over the window. The
+    displacements, and so the contrast signal, grow ``window`` times: a motion of one pixel per bin becomes
+    measurable. Needs ``T >= window`` (else 0).
     """
     _check_inputs_flow(inputs, flow, "bw_deblur_loss")
     del mask, eps
+    window = int(window)
+    if window < 1:
+        raise ValueError(f"bw_deblur_loss: window must be >= 1, got {window}")
     micro = split_micro_bins(inputs, channels_per_micro_bin)
     t, b, k = micro.shape[:3]
-    if k == 1:
+    if window > 1:
+        if t < window:
+            return _zero(flow)
+        per_bin = micro_bin_times(k)
+        micro = torch.cat([micro[j:t - window + 1 + j] for j in range(window)], dim=2)
+        times = torch.cat([per_bin + j for j in range(window)])
+        flow = flow[:t - window + 1]
+        k = k * window
+    elif k == 1:
         if t < 2:
             return _zero(flow)
         micro = torch.cat((micro[:-1], micro[1:]), dim=2)
         flow = flow[:-1]
         times = torch.tensor([0.0, 1.0])
         k = 2
-    else:
+    elif window == 1:
         times = micro_bin_times(k)
     micro = micro.flatten(0, 1)
     if blur_sigma > 0:
@@ -409,6 +426,8 @@ class FlowLoss(nn.Module):
         blur_sigma: Gaussian blur (pixels of each level) of the tensors compared by the task terms.
         eps: Charbonnier epsilon.
         level_weights: optional weight per pyramid level (coarse to fine); default 1 for every level.
+        deblur_window: bins warped together by ``bw_deblur`` (1: each bin alone, as Metavision; see
+            :func:`bw_deblur_loss`).
 
     ``forward(inputs (T, B, C, H, W), flows: list of (T, B, 2, h_s, w_s) coarse to fine (or one tensor), mask=None)``
     returns ``{name: weighted term summed over levels, ..., "loss": total}`` (scalar tensors).
@@ -422,8 +441,12 @@ class FlowLoss(nn.Module):
         blur_sigma: float = 1.0,
         eps: float = 1e-3,
         level_weights: Sequence[float] | None = None,
+        deblur_window: int = 1,
     ) -> None:
         super().__init__()
+        if int(deblur_window) < 1:
+            raise ValueError(f"FlowLoss: deblur_window must be >= 1, got {deblur_window}")
+        self.deblur_window = int(deblur_window)
         self.weights = validate_loss_weights(DEFAULT_LOSS_WEIGHTS if weights is None else weights)
         if masked_terms is True:
             masked_terms = REGULARISERS
@@ -461,7 +484,8 @@ class FlowLoss(nn.Module):
             elif name == "time_consistency":
                 out[name] = time_consistency_loss(blurred, flow, mask, 0.0, self.eps)
             elif name == "bw_deblur":
-                out[name] = bw_deblur_loss(blurred, flow, None, self.channels_per_micro_bin, 0.0)
+                out[name] = bw_deblur_loss(blurred, flow, None, self.channels_per_micro_bin, 0.0,
+                                           window=self.deblur_window)
             else:
                 reg_mask = events if name in self.masked_terms else None
                 if reg_mask is not None and mask is not None:
