@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.flow.conftest import constant_flow, make_texture, render, translation
-
 from evframe.tasks.flow.losses import (
     LOSS_NAMES,
     FlowLoss,
@@ -21,6 +19,7 @@ from evframe.tasks.flow.losses import (
     split_micro_bins,
     time_consistency_loss,
 )
+from tests.flow.conftest import constant_flow, make_texture, render, translation
 
 TASK_TERMS = {"data": data_loss, "time_consistency": time_consistency_loss, "bw_deblur": bw_deblur_loss}
 
