@@ -58,9 +58,10 @@ def fill_sensor_size(cfg: DictConfig) -> None:
     ds = cfg.dataset
     if ds.get("height") is not None and ds.get("width") is not None:
         return
-    from evframe.data.folder import probe_sensor_size
+    from evframe.data.folder import probe_file_size, probe_sensor_size
 
-    height, width = probe_sensor_size(str(ds.root))
+    paths = ds.get("paths")  # a dataset given as a list of recordings (dataset=raw_stream)
+    height, width = probe_file_size(str(paths[0])) if paths else probe_sensor_size(str(ds.root))
     with open_dict(cfg):
         ds.height = ds.height if ds.height is not None else height
         ds.width = ds.width if ds.width is not None else width

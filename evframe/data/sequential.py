@@ -188,7 +188,12 @@ def _close(reader: Any) -> None:
 
 
 def _is_tensor_file(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in TENSOR_SUFFIXES
+    """HDF5 files are tensor files unless they hold Metavision's ``/CD/events`` (HDF5 event files)."""
+    if Path(path).suffix.lower() not in TENSOR_SUFFIXES:
+        return False
+    from evframe.io.hdf5_events import is_hdf5_event_file
+
+    return not is_hdf5_event_file(path)
 
 
 # ----------------------------------------------------------------------------------------------------------- dataset
@@ -237,6 +242,8 @@ class SequentialDataset(IterableDataset):
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.epoch = 0
+        #: the iteration starts at this batch of the epoch (a run resumed mid-epoch), every stream with fresh memory
+        self.start_batch = 0
         self.num_tbins, self.channels, self.height, self.width = self.array_dim
 
     @property
@@ -262,14 +269,20 @@ class SequentialDataset(IterableDataset):
                              f"({self.num_tbins},)")
         return frame_is_labeled.astype(bool)
 
-    def _play_stream(self, stream: Sequence[Chunk]) -> Iterator[_SlotItem]:
-        """Items of one slot: its chunks batch after batch, then padding forever."""
+    def _play_stream(self, stream: Sequence[Chunk], skip: int = 0) -> Iterator[_SlotItem]:
+        """Items of one slot: its chunks batch after batch, then padding forever. The first ``skip`` batches are
+        left out without being read; the first one played then starts with fresh memory (``mask_keep_memory`` 0)."""
         for chunk in stream:
+            if skip >= chunk.num_batches:
+                skip -= chunk.num_batches
+                continue
+            first, skip = skip, 0
             md = self.metadatas[chunk.file_index]
             source_cls = _TensorSource if _is_tensor_file(md.path) else _EventSource
-            source = source_cls(md, chunk.start_ts, self.preprocess_function_name, self.preprocess_kwargs)
+            source = source_cls(md, chunk.start_ts + first * md.batch_duration, self.preprocess_function_name,
+                                self.preprocess_kwargs)
             try:
-                for i in range(chunk.num_batches):
+                for i in range(first, chunk.num_batches):
                     start_ts = chunk.start_ts + i * md.batch_duration
                     tensor = source.read_batch(start_ts)
                     if tuple(tensor.shape) != self.tensor_shape:
@@ -277,7 +290,7 @@ class SequentialDataset(IterableDataset):
                                          f"expected {self.tensor_shape} from array_dim and downsample")
                     labels, frame_is_labeled = self.load_labels(md, start_ts, md.batch_duration, tensor)
                     frame_is_labeled = self._check_labels(md, start_ts, labels, frame_is_labeled)
-                    yield _SlotItem(tensor.float(), list(labels), frame_is_labeled, 0.0 if i == 0 else 1.0,
+                    yield _SlotItem(tensor.float(), list(labels), frame_is_labeled, 0.0 if i == first else 1.0,
                                     (md, start_ts, md.batch_duration))
             finally:
                 source.close()
@@ -292,8 +305,9 @@ class SequentialDataset(IterableDataset):
         info = get_worker_info()
         worker_id, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
         plan = self.plan()
-        players = [self._play_stream(plan.streams[b]) for b in self.worker_slots(worker_id, num_workers)]
-        for k in range(plan.num_batches):
+        start = min(self.start_batch, plan.num_batches)
+        players = [self._play_stream(plan.streams[b], start) for b in self.worker_slots(worker_id, num_workers)]
+        for k in range(start, plan.num_batches):
             items = [next(p) for p in players]
             yield _stack_items(items, self.tensor_shape, k, worker_id)
         for p in players:
@@ -483,6 +497,8 @@ class SequentialDataLoader:
         self.dataset = SequentialDataset(self.metadatas, preprocess_function_name, array_dim, load_labels,
                                          batch_size, preprocess_kwargs, padding, shuffle, seed,
                                          max_consecutive_batch, downsample, rank, world_size)
+        self._progress: dict[str, Any] = {}
+        self._resume_at = 0
 
     # --------------------------------------------------------------------------------------------------- settings
     @property
@@ -526,10 +542,32 @@ class SequentialDataLoader:
         # a copy pinned to this epoch's settings: workers copy it when they start, and set_epoch or
         # set_max_consecutive_batch may be called while the iteration goes on
         dataset = copy.copy(self.dataset)
+        dataset.start_batch, self._resume_at = self._resume_at, 0
         self.dataset.epoch += 1  # the next pass plays the next epoch unless set_epoch says otherwise
-        return self._iterate(dataset, min(self.num_workers, dataset.batch_size))
+        self._progress = {"epoch": dataset.epoch, "max_consecutive_batch": dataset.max_consecutive_batch,
+                          "num_batches": dataset.plan().num_batches, "batches_consumed": dataset.start_batch}
+        return self._iterate(dataset, min(self.num_workers, dataset.batch_size), self._progress)
 
-    def _iterate(self, dataset: SequentialDataset, num_workers: int) -> Iterator[dict]:
+    # -------------------------------------------------------------------------------------------------- resuming
+    def state_dict(self) -> dict[str, Any]:
+        """Where the current (or last) pass stands; Lightning stores it in checkpoints (a loader with
+        ``state_dict``/``load_state_dict`` is resumable mid-epoch): ``epoch``, ``max_consecutive_batch``,
+        ``num_batches`` of that pass and ``batches_consumed``. Empty before the first pass."""
+        return dict(self._progress)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumes a pass that was cut short (``batches_consumed < num_batches``): the next iteration plays that
+        epoch (same shuffling and chunks) from batch ``batches_consumed`` on, every stream starting with fresh memory
+        (``mask_keep_memory`` 0: the recurrent state was not saved). A finished pass changes nothing: the next epoch
+        is chosen by :meth:`set_epoch` as usual."""
+        if not state or not 0 < int(state["batches_consumed"]) < int(state["num_batches"]):
+            return
+        _check_max_consecutive_batch(state["max_consecutive_batch"])
+        self.dataset.epoch = int(state["epoch"])
+        self.dataset.max_consecutive_batch = state["max_consecutive_batch"]
+        self._resume_at = int(state["batches_consumed"])
+
+    def _iterate(self, dataset: SequentialDataset, num_workers: int, progress: dict[str, Any]) -> Iterator[dict]:
         if num_workers == 0:
             parts_iter: Any = iter(dataset)
         else:
@@ -541,6 +579,9 @@ class SequentialDataLoader:
             parts.append(part)
             if len(parts) == max(num_workers, 1):
                 yield concatenate_partial_batches(parts)
+                # counted when the next batch is asked for: Lightning fetches one batch ahead, so while it trains
+                # on batch k (and checkpoints after it) this reads k + 1, the number of batches it has consumed
+                progress["batches_consumed"] += 1
                 parts = []
         if parts:
             raise RuntimeError(f"SequentialDataLoader: {len(parts)} workers' slices left without the others")

@@ -6,6 +6,10 @@ import numpy as np
 EVENT_DTYPE = np.dtype({"names": ["x", "y", "p", "t"], "formats": ["<u2", "<u2", "<i2", "<i8"],
                         "offsets": [0, 2, 4, 8], "itemsize": 16})
 
+#: External trigger event (Metavision's EventExtTrigger): edge p in {0, 1}, time t in us, trigger channel id (24 bytes).
+TRIGGER_DTYPE = np.dtype({"names": ["p", "t", "id"], "formats": ["<i2", "<i8", "<i2"], "offsets": [0, 8, 16],
+                          "itemsize": 24})
+
 #: Bounding box label: t in microseconds, (x, y) top-left corner, w, h in pixels (40 bytes).
 BBOX_DTYPE = np.dtype({"names": ["t", "x", "y", "w", "h", "class_id", "track_id", "class_confidence"],
                        "formats": ["<i8", "<f4", "<f4", "<f4", "<f4", "<u4", "<u4", "<f4"],

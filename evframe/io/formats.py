@@ -1,8 +1,9 @@
 """Opening event files by content: a small table of (format, sniffer, reader) that new formats join.
 
 A sniffer gets the first bytes of the file and says whether the format claims it; sniffers are mutually exclusive
-(DAT's rejects RAW headers), so the table order does not matter.
-Formats recognised but not readable yet (``reader=None``) give a clear error instead of "unknown format".
+(DAT's rejects RAW headers), so the table order does not matter. Built in: DAT, RAW (EVT 2.0 / 3.0, read by
+:class:`evframe.io.raw.RawReader`) and Metavision HDF5 event files (:class:`evframe.io.hdf5_events.Hdf5EventsReader`).
+Formats recognised but not readable (``reader=None``) give a clear error instead of "unknown format".
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 
 from evframe.io.dat import DatReader, has_evt_header, looks_like_dat
 from evframe.io.errors import EventFileError
+from evframe.io.hdf5_events import Hdf5EventsReader
+from evframe.io.raw import RawReader
 
 SNIFF_BYTES = 1 << 16
 
@@ -35,8 +38,8 @@ def _looks_like_hdf5(head: bytes) -> bool:
 
 FORMATS: list[EventFormat] = [
     EventFormat("DAT (Prophesee CD events)", looks_like_dat, DatReader),
-    EventFormat("RAW (Prophesee EVT 2.0 / 3.0)", has_evt_header, None),
-    EventFormat("HDF5 event file", _looks_like_hdf5, None),
+    EventFormat("RAW (Prophesee EVT 2.0 / 3.0)", has_evt_header, RawReader),
+    EventFormat("HDF5 event file", _looks_like_hdf5, Hdf5EventsReader),
 ]
 
 
@@ -53,7 +56,8 @@ def open_events(path: str | os.PathLike, height: int | None = None, width: int |
     """Opens an event file, choosing the reader from the file's content (not its extension).
 
     Returns:
-        A reader with the DatReader interface (``load_delta_t``, ``load_n_events``, ``seek_time``, ...).
+        A reader with the DatReader interface (``load_delta_t``, ``load_n_events``, ``seek_time``, ``load_all``,
+        ``duration``, ``event_count``, ``height``, ``width``): DatReader, RawReader or Hdf5EventsReader.
     Raises:
         EventFileError: unknown or not yet supported format (the message lists the supported ones).
     """
@@ -62,6 +66,8 @@ def open_events(path: str | os.PathLike, height: int | None = None, width: int |
         raise FileNotFoundError(f"{path}: no such event file")
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
+    if not head:
+        raise EventFileError(path, "empty file, expected an event file (DAT, RAW or HDF5 events)")
     supported = ", ".join(f.name for f in FORMATS if f.reader is not None)
     for fmt in FORMATS:
         if fmt.sniff(head):

@@ -3,7 +3,8 @@
     python -m evframe.preprocess.precompute INPUT_DIR OUTPUT_DIR --preprocess histo --delta-t 50000 \\
         [--downsample K] [--kwarg max_incr_per_pixel=2.5 ...] [--height H --width W] [--max-duration US]
 
-Every ``*.dat`` under INPUT_DIR (recursively, keeping sub-folders such as train/val/test) becomes
+Every event file under INPUT_DIR (recursively, keeping sub-folders such as train/val/test): ``*.dat``, Prophesee RAW
+``*.raw`` (EVT 2.0 / 3.0) and Metavision HDF5 event files ``*.hdf5`` (tensor files are skipped), becomes
 ``OUTPUT_DIR/<sub-folder>/<name>.h5`` (a trailing ``_td`` is dropped from the name), tensor ``i`` covering
 ``[i * delta_t, (i + 1) * delta_t)`` up to the last event. Files are streamed a few bins at a time (bounded
 memory). Label files beside a recording (``<name>_bbox.npy``, ``<name>_flow.h5``, ``<name>_frames.h5``) are
@@ -83,9 +84,9 @@ def parse_kwarg(text: str) -> tuple[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m evframe.preprocess.precompute",
-        description="Turns every *.dat event file under INPUT_DIR into an HDF5 tensor file under OUTPUT_DIR "
-                    "(same sub-folders), copying label files beside them.")
-    parser.add_argument("input_dir", type=Path, help="folder searched recursively for *.dat files")
+        description="Turns every event file (*.dat, *.raw EVT 2.0/3.0, *.hdf5 events) under INPUT_DIR into an HDF5 "
+                    "tensor file under OUTPUT_DIR (same sub-folders), copying label files beside them.")
+    parser.add_argument("input_dir", type=Path, help="folder searched recursively for *.dat, *.raw, *.hdf5 files")
     parser.add_argument("output_dir", type=Path, help="destination folder (created)")
     parser.add_argument("--preprocess", required=True, help="registered preprocess function, e.g. histo, event_cube")
     parser.add_argument("--delta-t", type=int, required=True, help="duration of one tensor (time bin) in us")
@@ -223,9 +224,22 @@ def _convert_safely(source: Path, output: Path, job: Job) -> FileResult:
 
 
 # ------------------------------------------------------------------------------------------------------------ main
+EVENT_SUFFIXES = (".dat", ".raw", ".hdf5")
+
+
 def find_event_files(input_dir: Path) -> list[Path]:
-    """Sorted ``*.dat`` files under ``input_dir`` (hidden and temporary files excluded)."""
-    return sorted(p for p in input_dir.rglob("*.dat") if p.is_file() and not p.name.startswith("."))
+    """Sorted event files (``*.dat``, ``*.raw``, HDF5 event files ``*.hdf5``) under ``input_dir``; hidden and
+    temporary files, and HDF5 files without ``/CD/events`` (tensor files), are excluded."""
+    from evframe.io import is_hdf5_event_file
+
+    found = []
+    for p in input_dir.rglob("*"):
+        if p.suffix.lower() not in EVENT_SUFFIXES or not p.is_file() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() == ".hdf5" and not is_hdf5_event_file(p):
+            continue
+        found.append(p)
+    return sorted(found)
 
 
 def copy_label_maps(input_dir: Path, output_dir: Path) -> list[Path]:
@@ -280,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("OUTPUT_DIR must differ from INPUT_DIR")
     sources = find_event_files(input_dir)
     if not sources:
-        print(f"no *.dat files under {input_dir}", file=sys.stderr)
+        print(f"no event files (*.dat, *.raw, *.hdf5) under {input_dir}", file=sys.stderr)
         return 1
     output_dir.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()

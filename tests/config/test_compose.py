@@ -26,10 +26,22 @@ def test_every_documented_group_exists() -> None:
         assert (Path(CONFIG_DIR) / group).is_dir(), group
 
 
+def _task_of_model(compose_cfg, model: str) -> str:
+    """The task a model belongs to, read from its composed ``_target_`` (``evframe.tasks.<task>.``...)."""
+    parts = str(compose_cfg([f"model={model}"]).model._target_).split(".")
+    return parts[2] if parts[:2] == ["evframe", "tasks"] else "flow"
+
+
 @pytest.mark.parametrize("model", _options("model"))
-def test_every_model_composes_and_resolves(compose_cfg, model: str) -> None:
-    cfg = prepare_config(compose_cfg([f"model={model}", "smoke=true"]))
-    assert cfg.model.n_input_channels == 6  # event_cube, the flow task's preprocess
+def test_every_model_composes_and_resolves_with_its_task(compose_cfg, model: str) -> None:
+    task = _task_of_model(compose_cfg, model)
+    cfg = prepare_config(compose_cfg([f"task={task}", f"model={model}", "smoke=true"]))
+    # the input channels are derived from the task's preprocess, never typed in the model file
+    channel_keys = [k for k in ("n_input_channels", "in_channels") if k in cfg.model]
+    assert channel_keys, f"model {model} declares neither n_input_channels nor in_channels"
+    assert cfg.model[channel_keys[0]] == cfg.preprocess.channels
+    if task == "flow":
+        assert cfg.model.n_input_channels == 6  # event_cube, the flow task's preprocess
 
 
 @pytest.mark.parametrize("preprocess,channels", [("histo", 2), ("diff", 1), ("event_cube", 6), ("timesurface", 2),

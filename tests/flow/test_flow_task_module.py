@@ -91,3 +91,36 @@ def test_validation_with_a_padding_slot_between_recordings_scores_the_right_stre
     values = module.val_error.compute()
     expected_pixels = int((inputs[0, 0].abs().sum(0) > 0).sum() + (inputs[0, 2].abs().sum(0) > 0).sum())
     assert int(values["n_pixels"]) == expected_pixels
+
+
+class _Recorder(torch.nn.Module):
+    """A feature extractor returning zero flow and remembering the inputs it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        self.seen.append(inputs.clone())
+        t, b, _, h, w = inputs.shape
+        return [inputs.new_zeros(t, b, 2, h, w) + self.weight]
+
+
+def test_augmentation_flips_training_inputs_only() -> None:
+    from functools import partial
+
+    from evframe.data.augment import StreamFlip
+    from evframe.tasks.flow.lightning_module import FlowLightningModule
+    from evframe.tasks.flow.losses import FlowLoss
+
+    recorder = _Recorder()
+    module = FlowLightningModule(recorder, FlowLoss({"data": 1.0}), partial(torch.optim.SGD, lr=0.1),
+                                 augmentation=StreamFlip(hflip=1.0, vflip=0.0, seed=0))
+    inputs = torch.arange(2 * 1 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 1, 2, 3)
+    batch = {"inputs": inputs, "mask_keep_memory": torch.zeros(1), "labels": [[None], [None]],
+             "frame_is_labeled": torch.zeros(2, 1, dtype=torch.bool)}
+    module._step(batch, "train")
+    module._step(batch, "val")
+    assert torch.equal(recorder.seen[0], inputs.flip(-1))
+    assert torch.equal(recorder.seen[1], inputs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from evframe.data.folder import list_recordings
 from evframe.data.labels import load_flow, load_labels_stub
 from evframe.data.sequential import SequentialDataLoader
+from evframe.data.streaming import StreamingDataLoader
 from evframe.io.paths import label_path
 
 
@@ -35,6 +36,8 @@ class FlowDataModule(L.LightningDataModule):
         self.dataset_cfg = _plain(dataset)
         self.preprocess_cfg = _plain(preprocess)
         self.max_consecutive_batch: int | None = None
+        #: ``epoch (0-based) -> max_consecutive_batch`` of the training curriculum (set by FlowCallback), or None
+        self.curriculum: Callable[[int], int] | None = None
         self._loaders: dict[str, SequentialDataLoader] = {}
 
     # ---- preparation
@@ -53,7 +56,12 @@ class FlowDataModule(L.LightningDataModule):
         return [int(p["num_tbins"]), int(p["channels"]), int(ds["height"]), int(ds["width"])]
 
     def files(self, split: str) -> list[Path]:
-        return list_recordings(self.dataset_cfg["root"], split, self.dataset_cfg.get("max_recordings"))
+        ds = self.dataset_cfg
+        if ds.get("paths"):  # a list of recordings (dataset=raw_stream): val/test fall back to the training ones
+            chosen = {"train": ds["paths"], "val": ds.get("val_paths") or ds["paths"],
+                      "test": ds.get("test_paths") or ds.get("val_paths") or ds["paths"]}[split]
+            return [Path(f) for f in chosen][: ds.get("max_recordings") or None]
+        return list_recordings(ds["root"], split, ds.get("max_recordings"))
 
     def make_loader(self, split: str, files: list[Path] | None = None, batch_size: int | None = None,
                     shuffle: bool | None = None, num_workers: int | None = None) -> SequentialDataLoader:
@@ -61,6 +69,8 @@ class FlowDataModule(L.LightningDataModule):
         files = self.files(split) if files is None else files
         p, ds = self.preprocess_cfg, self.dataset_cfg
         with_flow = split != "train" and all(label_path(f, "_flow.h5").exists() for f in files)
+        if ds.get("loader") == "streaming":
+            return self._streaming_loader(split, files, with_flow, batch_size, shuffle, num_workers)
         return SequentialDataLoader(
             files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
             load_labels=load_flow if with_flow else load_labels_stub,
@@ -74,6 +84,22 @@ class FlowDataModule(L.LightningDataModule):
             world_size=self.trainer.world_size if self.trainer is not None else 1,
         )
 
+    def _streaming_loader(self, split: str, files: list[Path], with_flow: bool, batch_size: int | None,
+                          shuffle: bool | None, num_workers: int | None) -> StreamingDataLoader:
+        """Recordings read front to back (RAW, HDF5 events, DAT): ``evframe.data.streaming``."""
+        p, ds = self.preprocess_cfg, self.dataset_cfg
+        return StreamingDataLoader(
+            files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
+            mode=str(ds.get("mode", "delta_t")), n_events=int(ds.get("n_events") or 0),
+            load_labels=load_flow if with_flow else load_labels_stub, batch_size=int(batch_size or ds["batch_size"]),
+            num_workers=int(ds.get("num_workers", 0) if num_workers is None else num_workers),
+            preprocess_kwargs=dict(p.get("kwargs") or {}), downsample=int(p.get("downsample", 0)),
+            max_duration=ds.get("max_duration"), padding=True,
+            shuffle=(split == "train" and bool(ds.get("shuffle", True))) if shuffle is None else shuffle,
+            seed=int(ds.get("seed", 0)), rank=self.trainer.global_rank if self.trainer is not None else None,
+            world_size=self.trainer.world_size if self.trainer is not None else None,
+        )
+
     def _loader(self, split: str) -> SequentialDataLoader:
         if split not in self._loaders:
             self._loaders[split] = self.make_loader(split)
@@ -83,6 +109,10 @@ class FlowDataModule(L.LightningDataModule):
     def train_dataloader(self) -> SequentialDataLoader:
         # Lightning reloads the train loader every epoch (reload_dataloaders_every_n_epochs=1) *before* the epoch
         # hooks run, so the epoch's shuffling and curriculum are applied here, before its length is taken.
+        if self.trainer is not None and self.curriculum is not None:
+            # from the epoch counter, which is also right when a run resumes from a checkpoint (FlowCallback's
+            # on_fit_start runs before Lightning restores the counter)
+            self.set_max_consecutive_batch(self.curriculum(self.trainer.current_epoch))
         loader = self._loader("train")
         if self.trainer is not None:
             loader.set_epoch(self.trainer.current_epoch)

@@ -22,15 +22,19 @@ class FlowLightningModule(RecurrentTaskModule):
             ``(T, B, 2, h_s, w_s)`` in pixels per time bin), e.g. ``midinet2``.
         loss: the weighted loss terms.
         optimizer, scheduler: partial factories (see :class:`RecurrentTaskModule`).
+        augmentation: optional training-only module ``(inputs (T, B, C, H, W), mask_keep_memory (B,)) -> inputs``
+            that keeps its draw along each stream, e.g. :class:`~evframe.data.augment.StreamFlip`. The
+            self-supervised losses are computed on the augmented tensor, so labels need no transform.
 
     Logs ``train/<term>``, ``val/<term>``, and where ground truth exists ``val/aee`` and ``test/aee``,
     ``test/outlier_pct`` beside the zero-flow baseline (``*_zero``) and their ratio ``test/aee_ratio``.
     """
 
     def __init__(self, feature_extractor: nn.Module, loss: FlowLoss, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None) -> None:
+                 scheduler: Callable[..., Any] | None = None, augmentation: nn.Module | None = None) -> None:
         super().__init__(optimizer, scheduler)
         self.feature_extractor = feature_extractor
+        self.augmentation = augmentation
         self.loss = loss
         self.val_error = FlowErrorMetric()
         self.test_error = FlowErrorMetric()
@@ -43,8 +47,12 @@ class FlowLightningModule(RecurrentTaskModule):
         """Loss of a batch (logged under ``stage``) and the flow pyramid of all B streams."""
         self.prepare_memory(batch)
         inputs = batch["inputs"]
+        if stage == "train" and self.augmentation is not None:
+            inputs = self.augmentation(inputs, batch["mask_keep_memory"])
         flows = self(inputs)  # every stream goes through the network: the recurrent state is per slot
         active = self.active_streams(batch)
+        if not bool(active.any()):  # only padding (under DDP a rank may run out of recordings before the others)
+            return self.padding_loss(flows), flows
         if bool(active.all()):
             losses = self.loss(inputs, flows)
         else:  # padding slots hold no events: keep them out of the loss
@@ -58,6 +66,11 @@ class FlowLightningModule(RecurrentTaskModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch, "train")
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.augmentation is not None and hasattr(self.augmentation, "reset"):
+            self.augmentation.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, flows = self._step(batch, "val")
