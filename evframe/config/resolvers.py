@@ -7,11 +7,14 @@
 ``${ev.synthetic_size:${dataset.preset},height}``             sensor size of a synthetic dataset preset
 ``${ev.pid:}``                                                 process id (keeps run directories unique)
 ``${ev.wandb_offline:}``                                       True unless WANDB_MODE=online
+``${ev.run_stamp:}``                          run directory name: time + pid, or the SLURM job and step of an srun
+``${ev.rank_zero:a,b}``                       ``a`` in the global rank-0 process, ``b`` in the others (DDP)
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -60,6 +63,21 @@ def _wandb_offline() -> bool:
     return os.environ.get("WANDB_MODE", "offline").lower() != "online"
 
 
+def _run_stamp() -> str:
+    # every task of one srun step (the ranks of a multi-node DDP job) must agree on the run directory, and a
+    # requeued job (same job and step ids) lands in the directory it left, where it resumes
+    job, step = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_STEP_ID")
+    if job and step and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return f"slurm{job}_step{step}"
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}_p{os.getpid()}"
+
+
+def _rank_zero(if_primary: Any, otherwise: Any) -> Any:
+    from evframe.utils.distributed import is_primary_process
+
+    return if_primary if is_primary_process() else otherwise
+
+
 def register_resolvers() -> None:
     """Registers evframe's resolvers once per process (safe to call repeatedly)."""
     resolvers = {
@@ -70,7 +88,13 @@ def register_resolvers() -> None:
         "ev.pick": _pick,
         "ev.synthetic_size": _synthetic_size,
         "ev.wandb_offline": _wandb_offline,
+        # not cached: a config copied to another rank's process must answer for that process
+        "ev.rank_zero": _rank_zero,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    # cached: a value computed once per config, and carried with it (Hydra copies the cache into every sweep job,
+    # also those run by joblib or SLURM in other processes, so all agree on one sweep directory)
+    if not OmegaConf.has_resolver("ev.run_stamp"):
+        OmegaConf.register_new_resolver("ev.run_stamp", _run_stamp, use_cache=True)

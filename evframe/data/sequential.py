@@ -539,14 +539,9 @@ class SequentialDataLoader:
         return self.dataset.plan().num_batches
 
     def __iter__(self) -> Iterator[dict]:
-        # a copy pinned to this epoch's settings: workers copy it when they start, and set_epoch or
-        # set_max_consecutive_batch may be called while the iteration goes on
-        dataset = copy.copy(self.dataset)
-        dataset.start_batch, self._resume_at = self._resume_at, 0
-        self.dataset.epoch += 1  # the next pass plays the next epoch unless set_epoch says otherwise
-        self._progress = {"epoch": dataset.epoch, "max_consecutive_batch": dataset.max_consecutive_batch,
-                          "num_batches": dataset.plan().num_batches, "batches_consumed": dataset.start_batch}
-        return self._iterate(dataset, min(self.num_workers, dataset.batch_size), self._progress)
+        # a generator: nothing happens before the first batch is asked for, so an iterator that is made and
+        # dropped (Lightning makes one to check that the loader is iterable) does not use up an epoch
+        return self._iterate()
 
     # -------------------------------------------------------------------------------------------------- resuming
     def state_dict(self) -> dict[str, Any]:
@@ -567,7 +562,16 @@ class SequentialDataLoader:
         self.dataset.max_consecutive_batch = state["max_consecutive_batch"]
         self._resume_at = int(state["batches_consumed"])
 
-    def _iterate(self, dataset: SequentialDataset, num_workers: int, progress: dict[str, Any]) -> Iterator[dict]:
+    def _iterate(self) -> Iterator[dict]:
+        # a copy pinned to this epoch's settings: workers copy it when they start, and set_epoch or
+        # set_max_consecutive_batch may be called while the iteration goes on
+        dataset = copy.copy(self.dataset)
+        dataset.start_batch, self._resume_at = self._resume_at, 0
+        self.dataset.epoch += 1  # the next pass plays the next epoch unless set_epoch says otherwise
+        progress = {"epoch": dataset.epoch, "max_consecutive_batch": dataset.max_consecutive_batch,
+                    "num_batches": dataset.plan().num_batches, "batches_consumed": dataset.start_batch}
+        self._progress = progress
+        num_workers = min(self.num_workers, dataset.batch_size)
         if num_workers == 0:
             parts_iter: Any = iter(dataset)
         else:
@@ -578,10 +582,10 @@ class SequentialDataLoader:
         for part in parts_iter:
             parts.append(part)
             if len(parts) == max(num_workers, 1):
-                yield concatenate_partial_batches(parts)
-                # counted when the next batch is asked for: Lightning fetches one batch ahead, so while it trains
-                # on batch k (and checkpoints after it) this reads k + 1, the number of batches it has consumed
+                # counted as handed out: Lightning does not fetch ahead from a loader that has a length, so while
+                # it trains on batch k (and checkpoints after it) this reads k + 1, the batches it has consumed
                 progress["batches_consumed"] += 1
+                yield concatenate_partial_batches(parts)
                 parts = []
         if parts:
             raise RuntimeError(f"SequentialDataLoader: {len(parts)} workers' slices left without the others")

@@ -47,6 +47,20 @@ class RecurrentTaskModule(L.LightningModule):
             return torch.ones(batch["inputs"].shape[1], dtype=torch.bool, device=device)
         return torch.tensor([not info[0].is_padding() for info in infos], dtype=torch.bool, device=device)
 
+    @staticmethod
+    def padding_loss(outputs: Any) -> torch.Tensor:
+        """The loss of a batch holding only padding: 0, yet computed from every output tensor (a list/tuple/dict of
+        tensors or a tensor). Under DDP a rank that ran out of recordings still takes part in the gradient
+        all-reduce with zero gradients; skipping the step would leave the other ranks waiting, and the task loss
+        of an empty batch is NaN, which the all-reduce would spread to every rank."""
+        if isinstance(outputs, dict):
+            outputs = list(outputs.values())
+        tensors = [t for t in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
+                   if isinstance(t, torch.Tensor)]
+        if not tensors:
+            raise ValueError("padding_loss: no output tensor to build the zero loss from")
+        return torch.stack([t.sum() for t in tensors]).sum() * 0.0
+
     def _clear_memory(self) -> None:
         clear_recurrent_states(self)
 

@@ -1,27 +1,361 @@
-"""Loading weights from Lightning checkpoints without unpickling arbitrary objects."""
+"""Checkpoints that are safe to write, to find and to load.
+
+- :class:`AtomicCheckpointIO`: Lightning ``CheckpointIO`` plugin that writes every checkpoint to a temporary file in
+  the same folder, fsyncs it and renames it over the target (``os.replace``), so a reader (or a resumed run) never
+  sees a half-written ``last.ckpt``, even if the process is killed mid-write. Loading defaults to
+  ``weights_only=True``.
+- :class:`InterruptCheckpoint`: saves ``checkpoints/interrupted.ckpt`` when SIGTERM or Ctrl+C stops training.
+- :class:`RunMetadata`: callback storing the run's resolved config, its W&B run id and the RNG states in every
+  checkpoint (all plain values and tensors, so they load with ``weights_only=True``).
+- :func:`resolve_ckpt_path`: ``ckpt_path=last`` -> the newest checkpoint of this run directory (a requeued job) or of
+  the latest run of the same experiment directory; any other value must be an existing file.
+- :func:`read_checkpoint` / :func:`check_checkpoint_matches`: load without unpickling arbitrary objects and refuse a
+  checkpoint of another task or model with a message listing what differs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import lightning as L
+import numpy as np
 import torch
+from fsspec.implementations.local import LocalFileSystem
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+#: key of evframe's entry in a Lightning checkpoint dict
+METADATA_KEY = "evframe"
+#: config keys that must be equal for a checkpoint to be loaded into a run (a different task or network)
+IDENTITY_KEYS: tuple[str, ...] = ("task.name", "task.module._target_", "model", "preprocess.name", "preprocess.kwargs")
+#: file names a run directory's ``checkpoints/`` may hold that ``ckpt_path=last`` considers (besides ``hpc_ckpt_*``
+#: that Lightning writes in the run directory itself on SLURM's requeue signal)
+RESUMABLE_NAMES: tuple[str, ...] = ("last.ckpt", "interrupted.ckpt")
+
+# os.umask can only be read by setting it; done once at import, before any thread writes files
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: missing, unreadable, unsafe to unpickle, or from another task/model."""
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+def _fsync_dir(folder: Path) -> None:
+    # the rename is durable only once the directory entry is on disk (POSIX); not possible on every platform
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically: a temporary file in the same folder (same file system, so the
+    rename is atomic), flushed and fsynced, then ``os.replace``-d over ``path``. On any failure the temporary file is
+    removed and ``path`` keeps its previous content. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with atomic, durable local writes and ``weights_only=True`` loading.
+
+    Lightning's own writer goes through an fsspec transaction whose temporary file lives in the system temp folder,
+    so on another file system the final move is a copy that a kill can cut short, and nothing is fsynced. Remote
+    paths (``s3://``...) keep Lightning's behaviour.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
+
+
+# ------------------------------------------------------------------------------------------------------ metadata
+def _rng_states() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": str(np_state[0]), "key": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "numpy" in states:
+        s = states["numpy"]
+        np.random.set_state((s["name"], s["key"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
+                             s["cached_gaussian"]))
+    if "python" in states:
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+
+def wandb_run_id(loggers: Iterable[Any]) -> str | None:
+    """The id of the first W&B logger's run (None without one)."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            version = logger.version
+            return None if version is None else str(version)
+    return None
+
+
+class RunMetadata(L.Callback):
+    """Stores ``checkpoint["evframe"] = {"config", "wandb_run_id", "rng"}`` in every checkpoint and, when training
+    resumes from one, restores the RNG states (so a resumed run draws what the uninterrupted run would have).
+
+    The runner hands the resolved config over with :meth:`set_config` (a callback built from config cannot
+    reference the whole config itself).
+    """
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] | None = None
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """The run's resolved config as plain values (``OmegaConf.to_container(cfg, resolve=True)``)."""
+        self.config = dict(config)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[METADATA_KEY] = {"config": self.config, "wandb_run_id": wandb_run_id(trainer.loggers),
+                                    "rng": _rng_states()}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        meta = checkpoint.get(METADATA_KEY) or {}
+        if trainer.state.fn == "fit" and meta.get("rng"):
+            _set_rng_states(meta["rng"])
+
+
+class InterruptCheckpoint(Checkpoint):
+    """Saves ``<dirpath>/<filename>.ckpt`` when training is interrupted: SIGTERM (SLURM sends it before the time
+    limit; Lightning turns it into ``SIGTERMException`` after the current batch, on every rank at the same step) or
+    Ctrl+C. An ordinary error does not save: its state may be half-updated, and under DDP a save after an error seen
+    by one rank only would wait forever for the others. The file is removed when a fit ends normally.
+
+    Like Lightning's ``OnExceptionCheckpoint``, but not one: Lightning makes every ``fit()`` of a trainer that has an
+    ``OnExceptionCheckpoint`` look for a checkpoint to resume, while evframe's runner chooses it itself.
+    """
+
+    FILE_EXTENSION = ".ckpt"
+
+    def __init__(self, dirpath: str | os.PathLike, filename: str = "interrupted") -> None:
+        super().__init__()
+        if not filename:
+            raise ValueError("InterruptCheckpoint: filename cannot be empty")
+        self.dirpath = str(dirpath)
+        self.filename = filename
+
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.dirpath, self.filename + self.FILE_EXTENSION)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.ckpt_path)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # reached only when fit ends normally (not after an exception)
+            trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+# ------------------------------------------------------------------------------------------------------ finding
+def _resumable_in(run_dir: Path) -> list[Path]:
+    found = [run_dir / "checkpoints" / name for name in RESUMABLE_NAMES]
+    found += list(run_dir.glob("hpc_ckpt_*.ckpt"))
+    return [p for p in found if p.is_file()]
+
+
+def newest(paths: Iterable[Path]) -> Path | None:
+    """The most recently modified of ``paths`` (None if empty)."""
+    paths = list(paths)
+    return max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
+
+
+def find_resumable(run_dir: str | os.PathLike) -> Path | None:
+    """The newest of ``last.ckpt``, ``interrupted.ckpt`` (saved on SIGTERM) and Lightning's ``hpc_ckpt_*.ckpt`` in
+    one run directory, or None."""
+    return newest(_resumable_in(Path(run_dir)))
+
+
+def resolve_ckpt_path(ckpt_path: str | os.PathLike | None, output_dir: str | os.PathLike) -> Path | None:
+    """Turns the config's ``ckpt_path`` into a file.
+
+    ``None`` -> None. ``"last"`` -> the newest resumable checkpoint of ``output_dir`` itself (a requeued job runs in
+    the same directory), else of the most recent sibling run directory that has one (the latest run of the same
+    experiment directory, ``outputs/<task>/runs``). Anything else must be an existing file.
+
+    Raises:
+        CheckpointError: no checkpoint to resume / no such file.
+    """
+    if ckpt_path is None or str(ckpt_path) == "":
+        return None
+    output_dir = Path(output_dir)
+    if str(ckpt_path) == "last":
+        own = find_resumable(output_dir)
+        if own is not None:
+            return own
+        experiment_dir = output_dir.parent
+        siblings = [d for d in experiment_dir.iterdir() if d.is_dir() and d != output_dir] \
+            if experiment_dir.is_dir() else []
+        candidates = [c for d in siblings if (c := find_resumable(d)) is not None]
+        found = newest(candidates)
+        if found is None:
+            raise CheckpointError(f"ckpt_path=last: no {' / '.join(RESUMABLE_NAMES)} in any run directory under "
+                                  f"{experiment_dir} (nor hpc_ckpt_*.ckpt); give ckpt_path=<file> instead")
+        return found
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path: checkpoint file '{path}' does not exist")
+    return path.resolve()
+
+
+# ------------------------------------------------------------------------------------------------------ loading
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Loads a checkpoint dict with ``weights_only=True`` (tensors and plain values only; nothing else is unpickled)
+    and memory-mapped, so reading its metadata is cheap.
+
+    Raises:
+        CheckpointError: missing file, not a torch checkpoint, or it holds objects that would need arbitrary
+            unpickling (naming the refused global).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: the checkpoint holds objects other than tensors and plain values, and "
+            f"evframe never unpickles arbitrary objects (weights_only=True). torch says: {first_line}") from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
+    return state
+
+
+def _select(config: Mapping[str, Any] | None, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flatten(sub, f"{prefix}.{key}"))
+        return out
+    return {prefix: value}
+
+
+def config_differences(saved: Mapping[str, Any] | None, current: Mapping[str, Any],
+                       keys: Sequence[str] = IDENTITY_KEYS) -> list[str]:
+    """``"key: checkpoint <a>, config <b>"`` for every leaf under ``keys`` that differs (sorted by key)."""
+    diffs = []
+    for key in keys:
+        a, b = _flatten(_select(saved, key), key), _flatten(_select(current, key), key)
+        for leaf in sorted(set(a) | set(b)):
+            va, vb = a.get(leaf, _ABSENT), b.get(leaf, _ABSENT)
+            if va != vb:
+                diffs.append(f"{leaf}: checkpoint {va!r}, config {vb!r}")
+    return diffs
+
+
+def weight_differences(weights: Mapping[str, Any], module: torch.nn.Module, limit: int = 8) -> list[str]:
+    """Missing, unexpected and differently shaped parameters/buffers of ``weights`` against ``module``."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)}, model {tuple(expected[k].shape)}" for k in expected
+              if k in weights and hasattr(weights[k], "shape") and tuple(weights[k].shape) != tuple(expected[k].shape)]
+    out = []
+    for title, items in (("missing in the checkpoint", missing), ("not in the model", unexpected),
+                         ("shape differs", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            out.append(f"{title}: {', '.join(items[:limit])}{more}")
+    return out
+
+
+def check_checkpoint_matches(checkpoint: Mapping[str, Any], path: str | os.PathLike, config: Mapping[str, Any],
+                             module: torch.nn.Module | None = None) -> None:
+    """Refuses a checkpoint of another task or model before Lightning tries to load it.
+
+    With evframe metadata the saved config is compared on :data:`IDENTITY_KEYS`; without it (a checkpoint written
+    elsewhere) the weights are compared with ``module``'s (names and shapes).
+
+    Raises:
+        CheckpointError: listing every difference.
+    """
+    meta = checkpoint.get(METADATA_KEY) or {}
+    saved = meta.get("config")
+    if saved is not None:
+        diffs = config_differences(saved, config)
+        if diffs:
+            raise CheckpointError(f"{path} was trained with another task or model than this run's config:\n  "
+                                  + "\n  ".join(diffs))
+    if module is not None and "state_dict" in checkpoint:
+        diffs = weight_differences(checkpoint["state_dict"], module)
+        if diffs:
+            raise CheckpointError(f"{path}: its weights do not fit {type(module).__name__}:\n  " + "\n  ".join(diffs))
 
 
 def load_module_weights(module: torch.nn.Module, path: str | Path) -> None:
     """Loads the ``state_dict`` of a Lightning checkpoint into ``module`` (``weights_only=True``: tensors only).
 
     Raises:
-        FileNotFoundError: no such checkpoint.
-        ValueError: the checkpoint's weights do not match ``module`` (listing missing and unexpected keys).
+        CheckpointError: no such checkpoint, unsafe content, or weights that do not match ``module`` (listing the
+            missing, unexpected and differently shaped entries).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     weights = state.get("state_dict", state)
-    result = module.load_state_dict(weights, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{path}: weights do not match {type(module).__name__}: missing {result.missing_keys[:8]}, "
-            f"unexpected {result.unexpected_keys[:8]}"
-        )
+    diffs = weight_differences(weights, module)
+    if diffs:
+        raise CheckpointError(f"{path}: its weights do not fit {type(module).__name__}:\n  " + "\n  ".join(diffs))
+    module.load_state_dict(weights, strict=True)

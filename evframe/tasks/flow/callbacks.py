@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,10 @@ from evframe.utils.video import log_video, write_video
 def curriculum_max_consecutive_batch(curriculum_param: float, epoch: int) -> int:
     """``int(p ** (epoch - 1))`` for 1-based ``epoch`` (at least 1): short sequences first, longer later."""
     return max(1, int(curriculum_param ** (epoch - 1)))
+
+
+def _curriculum_for_epoch_index(curriculum_param: float, epoch_index: int) -> int:
+    return curriculum_max_consecutive_batch(curriculum_param, epoch_index + 1)
 
 
 class FlowCallback(L.Callback):
@@ -43,6 +48,10 @@ class FlowCallback(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._apply_curriculum(trainer, trainer.current_epoch)
+        if self.curriculum_param and hasattr(trainer.datamodule, "curriculum"):
+            # the data module applies it when Lightning (re)loads the train loader, from the epoch counter, which
+            # is restored by then when the run resumes from a checkpoint (here it still reads 0)
+            trainer.datamodule.curriculum = partial(_curriculum_for_epoch_index, float(self.curriculum_param))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # set before Lightning reloads the train loader for the next epoch (it does so before epoch-start hooks)
