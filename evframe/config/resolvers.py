@@ -9,6 +9,7 @@
 ``${ev.wandb_offline:}``                                       True unless WANDB_MODE=online
 ``${ev.run_stamp:}``                          run directory name: time + pid, or the SLURM job and step of an srun
 ``${ev.rank_zero:a,b}``                       ``a`` in the global rank-0 process, ``b`` in the others (DDP)
+``${ev.slurm_per_node:${trainer.devices},${trainer.accelerator},gpus}``  SLURM tasks / GPUs per node of a trainer
 """
 
 from __future__ import annotations
@@ -78,6 +79,21 @@ def _rank_zero(if_primary: Any, otherwise: Any) -> Any:
     return if_primary if is_primary_process() else otherwise
 
 
+def _slurm_per_node(devices: Any, accelerator: Any, what: str) -> int:
+    # SLURM starts the ranks (one task per device) and must be told how many: Lightning's "auto" cannot be counted
+    # before the job lands on a node
+    try:
+        count = int(devices)
+    except (TypeError, ValueError):
+        raise ValueError(f"hydra/launcher=slurm needs trainer.devices as a number of devices per node (one SLURM "
+                         f"task each), got '{devices}': set e.g. trainer.devices=4") from None
+    if what == "tasks":
+        return count
+    if what == "gpus":
+        return count if str(accelerator) in ("gpu", "cuda", "auto") else 0
+    raise ValueError(f"ev.slurm_per_node: unknown quantity '{what}' (tasks or gpus)")
+
+
 def register_resolvers() -> None:
     """Registers evframe's resolvers once per process (safe to call repeatedly)."""
     resolvers = {
@@ -88,6 +104,7 @@ def register_resolvers() -> None:
         "ev.pick": _pick,
         "ev.synthetic_size": _synthetic_size,
         "ev.wandb_offline": _wandb_offline,
+        "ev.slurm_per_node": _slurm_per_node,
         # not cached: a config copied to another rank's process must answer for that process
         "ev.rank_zero": _rank_zero,
     }

@@ -146,7 +146,12 @@ def apply_class_lookup(box_events: np.ndarray, class_lookup: np.ndarray, path: s
 
 
 def rescale_and_clip_boxes(box_events: np.ndarray, scale: float, height: int, width: int) -> np.ndarray:
-    """Scales coordinates by ``scale`` then clips boxes to the ``height x width`` frame, dropping empty ones."""
+    """Scales coordinates by ``scale`` then clips boxes to the ``height x width`` frame, dropping empty ones and
+    those with a non-finite coordinate or size (clipping would turn an infinite side into a frame edge)."""
+    finite = np.ones(len(box_events), dtype=bool)
+    for name in ("x", "y", "w", "h"):
+        finite &= np.isfinite(box_events[name])
+    box_events = box_events[finite]
     x1 = box_events["x"].astype(np.float64) * scale
     y1 = box_events["y"].astype(np.float64) * scale
     x2 = np.clip(x1 + box_events["w"] * scale, 0, width)

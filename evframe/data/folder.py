@@ -3,13 +3,15 @@ tensor files (``*.h5``), with labels beside them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 SPLITS = ("train", "val", "test")
 #: precomputed tensors (Metavision layout)
 TENSOR_SUFFIXES = (".h5",)
-#: raw event recordings, preprocessed on the fly
-EVENT_SUFFIXES = (".dat",)
+#: event recordings (DAT, RAW EVT 2.0/3.0, HDF5 events: evframe.io.open_events), preprocessed on the fly
+EVENT_SUFFIXES = (".dat", ".raw", ".hdf5")
 #: label files that share the recording's folder and must not be taken for recordings
 LABEL_MARKERS = ("_bbox", "_flow", "_frames")
 
@@ -31,6 +33,18 @@ def list_recordings(root: str | Path, split: str, max_recordings: int | None = N
     tensor_stems = {p.stem for p in files if p.suffix in TENSOR_SUFFIXES}
     files = [p for p in files if p.suffix in TENSOR_SUFFIXES or _stem(p) not in tensor_stems]
     return files[:max_recordings] if max_recordings else files
+
+
+def split_files(dataset: Mapping[str, Any], split: str) -> list[Path]:
+    """The recordings of ``split`` of a dataset config: its ``paths`` / ``val_paths`` / ``test_paths`` when it is a
+    list of recordings (``dataset=raw_stream``; val falls back to the training list, test to val then training),
+    else the ``root/<split>`` folder (:func:`list_recordings`). At most ``max_recordings`` of them."""
+    limit = dataset.get("max_recordings") or None
+    if dataset.get("paths"):
+        chosen = {"train": dataset["paths"], "val": dataset.get("val_paths") or dataset["paths"],
+                  "test": dataset.get("test_paths") or dataset.get("val_paths") or dataset["paths"]}[split]
+        return [Path(f) for f in chosen][:limit]
+    return list_recordings(dataset["root"], split, limit)
 
 
 def _stem(path: Path) -> str:

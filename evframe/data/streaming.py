@@ -28,7 +28,7 @@ import copy
 import math
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,3 +377,24 @@ class StreamingDataLoader:
                 group = []
         if group:
             raise RuntimeError(f"StreamingDataLoader: {len(group)} workers' slices left without the others")
+
+
+def streaming_loader_from_config(files: Sequence[str | os.PathLike], preprocess: Mapping[str, Any],
+                                 dataset: Mapping[str, Any], load_labels: LoadLabels, train: bool,
+                                 rank: int | None = None, world_size: int | None = None,
+                                 batch_size: int | None = None, shuffle: bool | None = None,
+                                 num_workers: int | None = None) -> StreamingDataLoader:
+    """A :class:`StreamingDataLoader` over ``files`` from a task's ``preprocess`` and ``dataset`` config nodes
+    (``conf/dataset/raw_stream.yaml``); ``train`` shuffles (when ``dataset.shuffle``). ``rank``/``world_size`` None:
+    read from ``torch.distributed``. ``batch_size``/``shuffle``/``num_workers`` override the config."""
+    p, ds = preprocess, dataset
+    return StreamingDataLoader(
+        files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]),
+        array_dim=[int(p["num_tbins"]), int(p["channels"]), int(ds["height"]), int(ds["width"])],
+        mode=str(ds.get("mode", "delta_t")), n_events=int(ds.get("n_events") or 0), load_labels=load_labels,
+        batch_size=int(batch_size or ds["batch_size"]),
+        num_workers=int(ds.get("num_workers", 0) if num_workers is None else num_workers),
+        preprocess_kwargs=dict(p.get("kwargs") or {}), downsample=int(p.get("downsample", 0)),
+        max_duration=ds.get("max_duration"), padding=True,
+        shuffle=(train and bool(ds.get("shuffle", True))) if shuffle is None else shuffle,
+        seed=int(ds.get("seed", 0)), rank=rank, world_size=world_size)

@@ -10,6 +10,7 @@ follow the usual v2e / Metavision GPU simulator conventions, in simplified form.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -35,6 +36,8 @@ class EventSimulator:
             events even in a static scene (phase randomised per pixel).
         shot_noise_rate_hz: Poisson rate per pixel of random ON/OFF noise events (independent of the signal;
             they do not move the reference).
+            ``refractory_period_us``, ``leak_rate_hz`` and ``shot_noise_rate_hz`` are one value for the whole batch
+            or a sequence of B values, one per video (per-clip randomised sensors, as GPUEBSIM draws them).
         log_eps: intensities map to ``log(I + log_eps)``; keeps black pixels finite.
         seed: seeds thresholds, leak phases and noise (same seed, same inputs -> same events).
         device: torch device of every state tensor and of the output.
@@ -45,8 +48,9 @@ class EventSimulator:
 
     def __init__(self, height: int, width: int, batch_size: int = 1, contrast_threshold_pos: float = 0.2,
                  contrast_threshold_neg: float = 0.2, threshold_sigma: float = 0.03,
-                 refractory_period_us: float = 0, cutoff_hz: float = 0, leak_rate_hz: float = 0,
-                 shot_noise_rate_hz: float = 0, log_eps: float = 1e-3, seed: int = 0,
+                 refractory_period_us: float | Sequence[float] = 0, cutoff_hz: float = 0,
+                 leak_rate_hz: float | Sequence[float] = 0, shot_noise_rate_hz: float | Sequence[float] = 0,
+                 log_eps: float = 1e-3, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
         for name, value in (("height", height), ("width", width), ("batch_size", batch_size)):
             if int(value) <= 0:
@@ -55,18 +59,20 @@ class EventSimulator:
                             ("contrast_threshold_neg", contrast_threshold_neg), ("log_eps", log_eps)):
             if not value > 0:
                 raise ValueError(f"EventSimulator: {name} must be > 0, got {value!r}")
-        for name, value in (("threshold_sigma", threshold_sigma), ("refractory_period_us", refractory_period_us),
-                            ("cutoff_hz", cutoff_hz), ("leak_rate_hz", leak_rate_hz),
-                            ("shot_noise_rate_hz", shot_noise_rate_hz)):
+        for name, value in (("threshold_sigma", threshold_sigma), ("cutoff_hz", cutoff_hz)):
             if value < 0:
                 raise ValueError(f"EventSimulator: {name} must be >= 0, got {value!r}")
         self.height, self.width, self.batch_size = int(height), int(width), int(batch_size)
-        self.refractory_period_us = float(refractory_period_us)
-        self.cutoff_hz = float(cutoff_hz)
-        self.leak_rate_hz = float(leak_rate_hz)
-        self.shot_noise_rate_hz = float(shot_noise_rate_hz)
-        self.log_eps = float(log_eps)
         self.device = torch.device(device)
+        # (B,) tensors on the device; the flags skip the work of a non-ideality no batch element has
+        self.refractory_period_us = self._per_element("refractory_period_us", refractory_period_us)
+        self.leak_rate_hz = self._per_element("leak_rate_hz", leak_rate_hz)
+        self.shot_noise_rate_hz = self._per_element("shot_noise_rate_hz", shot_noise_rate_hz)
+        self._has_refractory = bool((self.refractory_period_us > 0).any())
+        self._has_leak = bool((self.leak_rate_hz > 0).any())
+        self._has_shot_noise = bool((self.shot_noise_rate_hz > 0).any())
+        self.cutoff_hz = float(cutoff_hz)
+        self.log_eps = float(log_eps)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
 
@@ -80,6 +86,18 @@ class EventSimulator:
         self.initialized = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
         self.last_event_t = torch.full(shape, torch.iinfo(torch.int64).min // 2, dtype=torch.int64,
                                        device=self.device)
+
+    def _per_element(self, name: str, value: float | Sequence[float]) -> torch.Tensor:
+        """One float64 value per batch element from a number or a sequence of ``batch_size`` numbers, all >= 0."""
+        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+        if values.numel() == 1:
+            values = values.expand(self.batch_size)
+        if values.numel() != self.batch_size:
+            raise ValueError(f"EventSimulator: {name} must be one number or batch_size={self.batch_size} numbers, "
+                             f"got {values.numel()}")
+        if bool((values < 0).any()) or not bool(torch.isfinite(values).all()):
+            raise ValueError(f"EventSimulator: {name} must be >= 0 and finite, got {values.tolist()}")
+        return values.to(self.device).contiguous()
 
     def _random_thresholds(self, mean: float, sigma: float, shape: tuple[int, int, int]) -> torch.Tensor:
         noise = torch.randn(shape, generator=self.generator, device=self.device)
@@ -151,7 +169,7 @@ class EventSimulator:
             log_cur = torch.where(init.view(-1, 1, 1), self._low_pass(intensity, log_new, dt_s), log_new)
 
         # D(s) = log(s) - ref(s), linear in s over the interval; the leak lowers the reference linearly
-        leak = (self.leak_rate_hz * dt_s).view(-1, 1, 1) * self.threshold_pos
+        leak = (self.leak_rate_hz.to(torch.float32) * dt_s).view(-1, 1, 1) * self.threshold_pos
         d0 = self.log_prev - self.log_ref
         d1 = log_cur - self.log_ref + leak
         k_pos = torch.floor(d1 / self.threshold_pos).clamp_(min=0)
@@ -163,14 +181,14 @@ class EventSimulator:
         # state update; uninitialised elements (first frame or after reset) start from the current frame
         new_ref = self.log_ref - leak + k_pos * self.threshold_pos - k_neg * self.threshold_neg
         start_ref = log_cur
-        if self.leak_rate_hz > 0 and not bool(init.all()):
+        if self._has_leak and not bool(init.all()):
             # random leak phase so that static pixels do not all fire at the same instant
             phase = torch.rand(log_cur.shape, generator=self.generator, device=self.device)
             start_ref = log_cur - phase * self.threshold_pos
         keep = init.view(-1, 1, 1)
         self.log_ref = torch.where(keep, new_ref, start_ref)
         self.log_prev = log_cur
-        if self.shot_noise_rate_hz > 0:
+        if self._has_shot_noise:
             events = torch.cat([events, self._shot_noise(dt, t_new, init)])
         self.t_prev = t_new.clone()
         self.initialized = torch.ones_like(init)
@@ -204,7 +222,7 @@ class EventSimulator:
         t = t0[rep] + torch.round(s * span[rep]).to(torch.int64)
         p = is_on.to(torch.int64)[rep]
         events = torch.stack([b[rep], x[rep], y[rep], p, t], dim=1)
-        if self.refractory_period_us > 0:
+        if self._has_refractory:
             events = self._refractory(events, flat, counts, first, t)
         return events
 
@@ -215,14 +233,15 @@ class EventSimulator:
         Sequential per pixel, but vectorised over pixels: one step per crossing index, each over the pixels that
         still have crossings left (events are grouped by pixel, crossing j of pixel i at row first[i] + j).
         """
-        refractory = math.ceil(self.refractory_period_us)  # integer times: t >= R  <=>  t >= ceil(R)
+        # integer times: t >= R  <=>  t >= ceil(R); R of each pixel's batch element
+        refractory = torch.ceil(self.refractory_period_us).to(torch.int64)[flat // (self.height * self.width)]
         last = self.last_event_t.view(-1)[flat].clone()
         keep = torch.zeros(t.numel(), dtype=torch.bool, device=self.device)
         pixels = torch.arange(flat.numel(), device=self.device)
         step = 0
         while pixels.numel():
             rows = first[pixels] + step
-            ok = (t[rows] - last[pixels]) >= refractory
+            ok = (t[rows] - last[pixels]) >= refractory[pixels]
             keep[rows] = ok
             last[pixels] = torch.where(ok, t[rows], last[pixels])
             step += 1

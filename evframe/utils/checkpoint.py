@@ -4,7 +4,8 @@
   the same folder, fsyncs it and renames it over the target (``os.replace``), so a reader (or a resumed run) never
   sees a half-written ``last.ckpt``, even if the process is killed mid-write. Loading defaults to
   ``weights_only=True``.
-- :class:`InterruptCheckpoint`: saves ``checkpoints/interrupted.ckpt`` when SIGTERM or Ctrl+C stops training.
+- :class:`InterruptCheckpoint`: saves ``checkpoints/interrupted.ckpt`` when SIGTERM, Ctrl+C or a scheduler's
+  requeue signal (submitit's USR2 before a SLURM time limit) stops training.
 - :class:`RunMetadata`: callback storing the run's resolved config, its W&B run id and the RNG states in every
   checkpoint (all plain values and tensors, so they load with ``weights_only=True``).
 - :func:`resolve_ckpt_path`: ``ckpt_path=last`` -> the newest checkpoint of this run directory (a requeued job) or of
@@ -19,7 +20,9 @@ import contextlib
 import os
 import pickle
 import random
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -160,10 +163,17 @@ class RunMetadata(L.Callback):
 
 
 class InterruptCheckpoint(Checkpoint):
-    """Saves ``<dirpath>/<filename>.ckpt`` when training is interrupted: SIGTERM (SLURM sends it before the time
-    limit; Lightning turns it into ``SIGTERMException`` after the current batch, on every rank at the same step) or
-    Ctrl+C. An ordinary error does not save: its state may be half-updated, and under DDP a save after an error seen
+    """Saves ``<dirpath>/<filename>.ckpt`` when training is interrupted: SIGTERM (Lightning turns it into
+    ``SIGTERMException`` after the current batch, on every rank at the same step), Ctrl+C, or a scheduler's requeue
+    signal. An ordinary error does not save: its state may be half-updated, and under DDP a save after an error seen
     by one rank only would wait forever for the others. The file is removed when a fit ends normally.
+
+    The requeue signal: submitit (``hydra/launcher=slurm``) asks SLURM for ``requeue_signal`` (USR2) some time
+    before the job's limit, and handles it by requeueing the job and exiting at once, which would lose the epoch
+    in progress. When a handler is installed for that signal at the start of a fit, it is wrapped: the signal stops
+    training the way SIGTERM does (after the current batch, all ranks together), the checkpoint is saved, and only
+    then is the scheduler's handler called to requeue and exit. The requeued job runs in the same directory and
+    resumes from the checkpoint. Without such a handler (a plain run) the signal is left alone.
 
     Like Lightning's ``OnExceptionCheckpoint``, but not one: Lightning makes every ``fit()`` of a trainer that has an
     ``OnExceptionCheckpoint`` look for a checkpoint to resume, while evframe's runner chooses it itself.
@@ -171,24 +181,61 @@ class InterruptCheckpoint(Checkpoint):
 
     FILE_EXTENSION = ".ckpt"
 
-    def __init__(self, dirpath: str | os.PathLike, filename: str = "interrupted") -> None:
+    def __init__(self, dirpath: str | os.PathLike, filename: str = "interrupted",
+                 requeue_signal: str | None = "SIGUSR2") -> None:
         super().__init__()
         if not filename:
             raise ValueError("InterruptCheckpoint: filename cannot be empty")
         self.dirpath = str(dirpath)
         self.filename = filename
+        self.requeue_signal = _signal_number(requeue_signal) if requeue_signal else None
+        self._scheduler_handler: Any = None  # the handler the wrapper defers to
+        self._requeue_pending = False
+        self._fitting = False
 
     @property
     def ckpt_path(self) -> str:
         return os.path.join(self.dirpath, self.filename + self.FILE_EXTENSION)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or self.requeue_signal is None or threading.current_thread() is not threading.main_thread():
+            return
+        self._fitting, self._requeue_pending = True, False
+        current = signal.getsignal(self.requeue_signal)
+        if current is self._on_requeue_signal or not callable(current):
+            return  # already wrapped (a second fit), or nobody handles the signal: nothing to defer to
+        self._scheduler_handler = current
+        signal.signal(self.requeue_signal, self._on_requeue_signal)
+
+    def _on_requeue_signal(self, signum: int, frame: Any) -> None:
+        if not self._fitting:  # outside training (testing, after the fit): the scheduler's handler does its job
+            self._scheduler_handler(signum, frame)
+            return
+        self._requeue_pending = True
+        # Lightning's own graceful stop: every rank leaves after the same batch with SIGTERMException
+        signal.raise_signal(signal.SIGTERM)
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._fitting = False
         if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.ckpt_path)
+        if self._requeue_pending and self._scheduler_handler is not None:
+            self._requeue_pending = False
+            self._scheduler_handler(self.requeue_signal, None)  # submitit: requeues the job, then exits (rank 0)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":  # reached only when fit ends normally (not after an exception)
+            self._fitting = False
             trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+def _signal_number(name: str) -> int:
+    key = str(name).upper()
+    key = key if key.startswith("SIG") else f"SIG{key}"
+    number = getattr(signal, key, None)
+    if not isinstance(number, int):
+        raise ValueError(f"InterruptCheckpoint: requeue_signal '{name}' is not a signal of this platform")
+    return int(number)
 
 
 # ------------------------------------------------------------------------------------------------------ finding

@@ -17,8 +17,8 @@ _RANK_KEYS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 def process_rank() -> int:
     """The process's rank from the environment (0 when none is set, as for a plain single-process run).
 
-    A process counts as rank > 0 if any of ``RANK``, ``LOCAL_RANK``, ``NODE_RANK``, ``SLURM_PROCID`` says so: on a
-    second node ``LOCAL_RANK`` is 0 but ``NODE_RANK`` is not.
+    The first of ``RANK``, ``LOCAL_RANK``, ``SLURM_PROCID``, ``JSM_NAMESPACE_RANK`` that is set gives it; a local rank
+    0 on a node whose ``NODE_RANK`` is not 0 counts as 1 (not the global rank 0; the exact number is not needed).
     """
     for key in _RANK_KEYS:
         value = os.environ.get(key)

@@ -47,7 +47,8 @@ def best_of(fn, repeats: int = 5) -> float:
     return min(times)
 
 
-def pyramid(height: int = 240, width: int = 304, stride: int = 8, levels: int = 4) -> list[torch.Tensor]:
+def pyramid(height: int = 240, width: int = 304, stride: int = 16, levels: int = 4) -> list[torch.Tensor]:
+    """Feature maps of the default model (``stem_depth: 4``, 4 levels): 15x19, 8x10, 4x5, 2x3 at 240x304."""
     sizes, h, w = [], -(-height // stride), -(-width // stride)
     for _ in range(levels):
         sizes.append(torch.zeros(1, 1, h, w))

@@ -97,3 +97,16 @@ def test_box_file_read_once_per_process(recording, monkeypatch):
     for start in (0, 20, 40):
         box_api.load_boxes(recording, start, 20, torch.zeros(2, 2, 32, 64))
     assert len(calls) == 1
+
+
+def test_rescale_and_clip_drops_non_finite_boxes_and_clips_the_rest():
+    from evframe.data.box_processing import rescale_and_clip_boxes
+
+    rows = [(0, 10.0, 10.0, 20.0, 20.0), (0, 5.0, 5.0, np.inf, 10.0), (0, np.nan, 0.0, 4.0, 4.0),
+            (0, 90.0, 40.0, 20.0, 20.0)]
+    boxes = np.zeros(len(rows), dtype=BBOX_DTYPE)
+    for i, (t, x, y, w, h) in enumerate(rows):
+        boxes[i]["t"], boxes[i]["x"], boxes[i]["y"], boxes[i]["w"], boxes[i]["h"] = t, x, y, w, h
+    out = rescale_and_clip_boxes(boxes, 0.5, 30, 50)  # 60x100 sensor at half size
+    # box 0 scaled to (5, 5, 10, 10); box 3 scaled to (45, 20, 10, 10), clipped at x = 50: width 5
+    assert [tuple(float(b[k]) for k in ("x", "y", "w", "h")) for b in out] == [(5, 5, 10, 10), (45, 20, 5, 10)]

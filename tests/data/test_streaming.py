@@ -188,3 +188,18 @@ def test_bad_arguments(recordings, tmp_path):
         _loader([tmp_path / "missing.raw"])
     with pytest.raises(TypeError, match="list of paths"):
         StreamingDataLoader(files[0], DT, "histo", [T, 2, H, W])
+
+
+def test_dataset_folders_list_raw_and_hdf5_event_recordings(tmp_path) -> None:
+    from evframe.data.folder import list_recordings, split_files
+
+    split = tmp_path / "train"
+    split.mkdir()
+    for name in ("a.raw", "b.hdf5", "c_td.dat", "c.h5", "c_bbox.npy", "d_flow.h5", "notes.txt"):
+        (split / name).write_bytes(b"")
+    # the precomputed tensor file c.h5 wins over its DAT recording; label files and others are not recordings
+    assert [p.name for p in list_recordings(tmp_path, "train")] == ["a.raw", "b.hdf5", "c.h5"]
+    listed = {"paths": ["x.raw", "y.raw"], "val_paths": ["z.raw"], "test_paths": None, "max_recordings": None}
+    assert [p.name for p in split_files(listed, "train")] == ["x.raw", "y.raw"]
+    assert [p.name for p in split_files(listed, "test")] == ["z.raw"]  # test falls back to val, then to train
+    assert [p.name for p in split_files({**listed, "val_paths": None}, "val")] == ["x.raw", "y.raw"]

@@ -123,3 +123,79 @@ def test_evaluator_scales_to_sensor_pixels_and_stamps_bin_ends() -> None:
     evaluator.reset()
     evaluator.update(batch, [[det], [torch.zeros(0, 6)]])  # predicted one bin early (ends at 50 ms): no match
     assert evaluator.compute()["mAP"] == pytest.approx(0.0)
+
+
+def _recording_batch(name: str, gt_rows: list[tuple]) -> dict:
+    md = FileMetadata(name, 100_000, 50_000, 1, height=240, width=304)
+    return {"frame_is_labeled": torch.tensor([[True]]), "labels": [[boxes(gt_rows)]], "video_infos": [(md, 0, 50_000)]}
+
+
+# rank 0's recording: a car found exactly; rank 1's: a car missed and a confident false detection. Alone, rank 0
+# scores AP 1 and rank 1 AP 0; over the union the false detection outranks the true one (precision 0.5 at recall 0.5).
+SHARES = [
+    (_recording_batch("a_td.dat", [(50_000, 0, 0, 40, 40, 1)]), torch.tensor([[0.0, 0, 40, 40, 0.6, 1]])),
+    (_recording_batch("b_td.dat", [(50_000, 100, 100, 40, 40, 1)]), torch.tensor([[200.0, 150, 240, 190, 0.9, 1]])),
+]
+
+
+def test_merged_evaluators_score_the_union_of_their_recordings() -> None:
+    single = DetectionEvaluator(CLASSES)
+    shares = []
+    for batch, det in SHARES:
+        single.update(batch, [[det]])
+        share = DetectionEvaluator(CLASSES)
+        share.update(batch, [[det]])
+        shares.append(share)
+    assert shares[0].compute()["mAP_50"] == pytest.approx(1.0) and shares[1].compute()["mAP_50"] == 0.0
+    union = single.compute()
+    assert 0.2 < union["mAP_50"] < 0.8  # neither share's value
+    merged = DetectionEvaluator(CLASSES)
+    merged.merge([s.state() for s in shares])
+    assert merged.num_recordings == 2 and merged.compute() == union
+
+
+def _gather_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    import json
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        evaluator = DetectionEvaluator(CLASSES)
+        batch, det = SHARES[rank]
+        evaluator.update(batch, [[det]])
+        evaluator.gather()
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(evaluator.compute(), f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_gather_over_two_gloo_processes_gives_every_rank_the_union(tmp_path) -> None:
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gather_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    single = DetectionEvaluator(CLASSES)
+    for batch, det in SHARES:
+        single.update(batch, [[det]])
+    expected = single.compute()
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got == pytest.approx(expected), rank
+
+
+def test_default_matching_pairs_a_label_with_the_bin_that_holds_it() -> None:
+    """A label at 60 ms lies in bin 1 = (50, 100] ms, trained with that bin's output: the detection stamped at that
+    bin's end (100 ms) is its match, not the one of bin 0 (50 ms), although 50 ms is nearer in time."""
+    md = FileMetadata("rec_td.dat", 400_000, 50_000, 2, height=240, width=304)
+    gt = boxes([(60_000, 10, 10, 40, 40, 1)])
+    batch = {"frame_is_labeled": torch.tensor([[False], [True]]), "labels": [[None], [gt]],
+             "video_infos": [(md, 0, 100_000)]}
+    det = torch.tensor([[10.0, 10, 50, 50, 0.8, 1]])
+    for bins, expected in (([torch.zeros(0, 6), det], 1.0), ([det, torch.zeros(0, 6)], 0.0)):
+        evaluator = DetectionEvaluator(CLASSES)
+        evaluator.update(batch, [[b] for b in bins])
+        assert evaluator.compute()["mAP"] == pytest.approx(expected)
+    symmetric = DetectionEvaluator(CLASSES, time_tol=25_000)  # an explicit tolerance is symmetric
+    symmetric.update(batch, [[det], [torch.zeros(0, 6)]])
+    assert symmetric.compute()["mAP"] == pytest.approx(1.0)

@@ -168,3 +168,15 @@ def test_targets_leave_out_nan_and_empty_boxes_so_the_loss_stays_finite() -> Non
                               stem_depth=2)
     loss = det.compute_loss(torch.rand(1, 1, 2, 32, 32), flatten_targets([[boxes]]))
     assert all(torch.isfinite(v) for v in loss.values())
+
+
+def test_a_list_of_recordings_without_label_map_fails_naming_the_key() -> None:
+    from evframe.tasks.detection import DetectionDataModule
+    from evframe.tasks.detection.labels import resolve_classes
+
+    with pytest.raises(ValueError, match=r"needs a label map: dataset.label_map=<path of label_map_dictionary.json>"):
+        resolve_classes(None)
+    datamodule = DetectionDataModule({"paths": ["a.raw"], "label_map": None, "height": 8, "width": 8},
+                                     {"name": "histo", "delta_t": 1000, "num_tbins": 2, "channels": 2})
+    with pytest.raises(ValueError, match=r"dataset.paths\) needs dataset.label_map="):
+        datamodule.files("train")

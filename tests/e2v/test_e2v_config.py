@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -82,3 +83,20 @@ def test_worker_loader_runs_after_the_main_process_rendered_clips(tmp_path: Path
     worker.join(timeout=60)
     assert "batch" in result, "the clip loader's worker did not deliver within 60 s"
     assert result["batch"]["inputs"].shape == (8, 4, 5, 24, 32)
+
+
+def test_ddp_ranks_train_on_clips_of_their_own_and_evaluate_on_the_same_ones(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    cfg = _compose(tmp_path, "dataset.height=24", "dataset.width=32", "dataset.clips_per_epoch=4",
+                   "dataset.val_clips=4")
+    OmegaConf.resolve(cfg)
+    batches = {}
+    for rank in (0, 1):
+        datamodule = instantiate(cfg.task.datamodule)
+        datamodule.trainer = SimpleNamespace(global_rank=rank, current_epoch=0,
+                                             strategy=SimpleNamespace(root_device=torch.device("cpu")))
+        batches[rank] = {split: next(iter(datamodule.clip_loader(split, num_workers=0)))["images"]
+                         for split in ("train", "val")}
+    assert not torch.equal(batches[0]["train"], batches[1]["train"])
+    assert torch.equal(batches[0]["val"], batches[1]["val"])

@@ -88,3 +88,16 @@ def test_randomized_thresholds_differ_per_clip_and_stay_in_range() -> None:
 def test_clip_length_must_split_into_batches(timing: ClipTiming) -> None:
     with pytest.raises(ValueError, match="cannot be cut into batches"):
         _esim(timing, batch_times=3, randomize=False)
+
+
+def test_randomized_noises_are_drawn_per_clip_within_their_ranges() -> None:
+    config = SimulatorConfig(refractory_range_us=(100.0, 900.0), leak_range_hz=(0.1, 0.3),
+                             shot_noise_range_hz=(1.0, 4.0))
+    sim = make_simulator(config, 4, 8, 8, True, seed=9, device=torch.device("cpu"))
+    for values, (low, high) in ((sim.refractory_period_us, config.refractory_range_us),
+                                (sim.leak_rate_hz, config.leak_range_hz),
+                                (sim.shot_noise_rate_hz, config.shot_noise_range_hz)):
+        assert values.shape == (4,) and values.unique().numel() == 4  # one draw per clip
+        assert bool(((values >= low) & (values <= high)).all())
+    fixed = make_simulator(config, 4, 8, 8, False, seed=9, device=torch.device("cpu"))
+    assert fixed.refractory_period_us.tolist() == [config.refractory_period_us] * 4

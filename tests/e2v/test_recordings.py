@@ -99,3 +99,14 @@ def test_real_frames_become_an_evaluation_stream(realdata: Path, tmp_path: Path)
     index = target_index_per_bin(reader.timestamps, 0, 50_000, 4)
     png = cv2.imread(str(source / lines[int(index[2])][1]), cv2.IMREAD_GRAYSCALE)
     torch.testing.assert_close(batch["labels"][2][0][0], torch.from_numpy(png.astype(np.float32) / 255))
+
+
+def test_a_constant_frame_folder_is_refused_as_an_evaluation_source(tmp_path: Path) -> None:
+    folder = tmp_path / "still"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((20, 30), 128, np.uint8))
+    (folder / "images.txt").write_text("".join(f"{0.05 * i:.2f} {i:03d}.png\n" for i in range(4)))
+    with pytest.raises(ValueError, match=r"frame folder '.*still': its 4 frames give no event"):
+        frame_folder_recording(folder, tmp_path / "cache", {"threshold_sigma": 0.0})
+    assert not list((tmp_path / "cache").rglob("*_td.dat"))  # nothing half-written is left to be picked up later

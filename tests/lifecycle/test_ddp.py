@@ -99,3 +99,46 @@ def test_a_sweep_of_ddp_jobs_runs_each_job_with_its_rank_processes_in_its_direct
     for job in jobs:
         assert (job / "metrics.json").is_file()
         assert {b["rank"] for b in read_batches(job / "batches.jsonl")} == {0, 1}
+
+
+def test_detection_trained_and_tested_on_two_ranks_scores_the_union_of_their_boxes(module_root: Path, evframe_runner,
+                                                                          lifecycle_data_dir: Path) -> None:
+    """Every recording of the tiny set as one test folder (2 per rank under DDP): COCO scores the union of both
+    ranks' boxes, so the 2-process test of a checkpoint gives the 1-process metrics, not those of one rank's share."""
+    root = module_root / "ddp_detection"
+    root.mkdir()
+    source = lifecycle_data_dir / "synthetic_tiny_seed0"
+    # trained with 2 processes too: validation gathers both ranks' boxes during the fit
+    evframe_runner(root, "task=detection", "trainer=ddp_sim", "debug=limit", "trainer.max_epochs=1", "logger=none",
+                   "seed=3")
+    (run,) = run_dirs(root, task="detection")
+    folder = root / "all_recordings" / "test"
+    folder.mkdir(parents=True)
+    for path in sorted(source.glob("*/*")):
+        if path.name.endswith(("_td.dat", "_bbox.npy")):
+            (folder / path.name).symlink_to(path)
+    (folder.parent / "label_map_dictionary.json").symlink_to(source / "label_map_dictionary.json")
+    common = ("task=detection", "mode=test", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "dataset=folder",
+              f"dataset.root={folder.parent}", "dataset.batch_size=2", "dataset.num_workers=0", "logger=none",
+              "task.module.score_thresh=0.01")
+    results = {}
+    for trainer in ("cpu", "ddp_sim"):
+        out = root / f"test_{trainer}"
+        out.mkdir()
+        evframe_runner(out, *common, f"trainer={trainer}")
+        (test_run,) = run_dirs(out, task="detection")
+        results[trainer] = json.loads((test_run / "metrics.json").read_text())
+    single, ddp = results["cpu"], results["ddp_sim"]
+    keys = [k for k in single if k.startswith("test/mAP")]
+    assert len(keys) == 6 and single["test/mAP_50"] >= 0  # there is ground truth to score
+    for key in keys:
+        assert ddp[key] == pytest.approx(single[key], abs=1e-9), key
+
+
+def test_event_to_video_trains_and_tests_with_two_ddp_processes(module_root: Path, evframe_runner) -> None:
+    root = module_root / "ddp_e2v"
+    root.mkdir()
+    evframe_runner(root, "task=e2v", "trainer=ddp_sim", "debug=fdr", "logger=csv")
+    (run,) = run_dirs(root, task="e2v")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < metrics["test/clips/mse"] < 1 and -1 <= metrics["test/clips/ssim"] <= 1

@@ -99,3 +99,21 @@ def test_joblib_launcher_runs_a_two_job_sweep_in_parallel_processes(module_root:
         assert metrics["test/aee_zero"] > 0
         seeds.append(OmegaConf.load(job / "config.yaml").seed)
     assert sorted(seeds) == [1, 2]
+
+
+def _launcher_config(*overrides: str):
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg.hydra.launcher
+
+
+def test_slurm_resources_follow_the_trainer_and_refuse_an_uncountable_device_number() -> None:
+    cpu = _launcher_config("trainer=ddp_sim")
+    assert (cpu.nodes, cpu.tasks_per_node, cpu.gpus_per_node) == (1, 2, 0)  # CPU processes ask for no GPU
+    gpu = _launcher_config("trainer=ddp", "trainer.devices=8", "trainer.num_nodes=3")
+    assert (gpu.nodes, gpu.tasks_per_node, gpu.gpus_per_node) == (3, 8, 8)
+    with pytest.raises(Exception, match="needs trainer.devices as a number of devices per node .* got 'auto'"):
+        _ = _launcher_config("trainer=ddp").tasks_per_node  # trainer=ddp alone says devices: auto

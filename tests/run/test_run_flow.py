@@ -60,10 +60,14 @@ def test_mode_test_reproduces_the_logged_test_metrics_and_predict_writes_videos(
 
 def test_wandb_offline_run_leaves_its_files_in_the_run_directory(run_evframe, tmp_path: Path) -> None:
     # not debug=fdr: Lightning's fast_dev_run replaces loggers by a dummy
-    run_evframe("debug=limit", "trainer.max_epochs=1", "logger=wandb")
+    run_evframe("debug=limit", "trainer.max_epochs=1", "logger=wandb", "callbacks.flow.video_result_every_n_epochs=1")
     (run,) = run_dirs(tmp_path)
     offline = list((run / "wandb").glob("offline-run-*"))
     assert offline and any(offline[0].glob("*.wandb"))
+    # the callback's flow video went to W&B too (a copy in the offline run's media), beside the run's own file
+    assert list((run / "videos").glob("*.mp4"))
+    logged = list(offline[0].glob("files/media/videos/**/*.mp4"))
+    assert logged and logged[0].stat().st_size > 1000
 
 
 def test_tensorboard_logger_writes_events(run_evframe, tmp_path: Path) -> None:

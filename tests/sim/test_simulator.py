@@ -244,3 +244,30 @@ def test_cuda_matches_cpu_without_noise():
         return run_ramp(sim).cpu()
 
     assert torch.equal(run("cuda"), run("cpu"))
+
+
+def test_per_element_refractory_periods_give_each_video_its_own_sensor():
+    """Three copies of the ramp side by side, refractory 0 / 500 / 1200 us: each element gives the events of a
+    simulator with that single value (hand-computed cases above)."""
+    sim = EventSimulator(1, 1, batch_size=3, threshold_sigma=0.0, refractory_period_us=[0, 500, 1200])
+    events = run_ramp(sim, shape=(3, 1, 1))
+    per_element = [[(int(p), int(t)) for p, t in events[events[:, 0] == b][:, 3:].tolist()] for b in range(3)]
+    assert per_element[0] == RAMP_EVENTS
+    assert per_element[1] == [(1, 400), (1, 1500), (0, 2923), (0, 3538)]
+    assert per_element[2] == [(1, 400), (0, 2923)]
+
+
+def test_per_element_noise_rates_scale_each_videos_noise_and_bad_values_fail():
+    rates = [0.0, 5.0, 20.0]
+    sim = EventSimulator(32, 32, batch_size=3, shot_noise_rate_hz=rates, leak_rate_hz=[0.0, 0.0, 0.0], seed=4)
+    img = torch.full((3, 32, 32), 0.5)
+    times = np.linspace(0, 1e6, 6).astype(np.int64)
+    events = torch.cat([sim.sim(img, torch.full((3,), int(t))) for t in times])
+    counts = [int((events[:, 0] == b).sum()) for b in range(3)]
+    assert counts[0] == 0  # no noise, no signal (static image)
+    for b in (1, 2):  # rate * pixels * 1 s: 5120 and 20480 expected (Poisson std 72 and 143)
+        assert abs(counts[b] - rates[b] * 32 * 32) < 0.05 * rates[b] * 32 * 32
+    with pytest.raises(ValueError, match="shot_noise_rate_hz must be one number or batch_size=3 numbers, got 2"):
+        EventSimulator(4, 4, batch_size=3, shot_noise_rate_hz=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"refractory_period_us must be >= 0 and finite, got \[-1.0\]"):
+        EventSimulator(4, 4, refractory_period_us=-1)

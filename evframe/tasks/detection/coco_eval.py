@@ -3,7 +3,8 @@
 Ground truth and detections are per-recording ``BBOX_DTYPE`` arrays (time ``t`` in us, top-left ``x, y``, ``w, h``,
 ``class_id`` in 1..C, and for detections the score in ``class_confidence``). Event recordings have no frames, so
 each distinct ground-truth timestamp ``ts`` of a recording becomes one COCO image: its ground truth is the boxes
-labelled at ``ts``, its detections are those timestamped within ``[ts - time_tol, ts + time_tol]``. pycocotools then
+labelled at ``ts``, its detections are those timestamped within ``[ts - time_tol, ts + time_tol]`` (or an
+asymmetric window, see :func:`match_times`). pycocotools then
 computes the usual metrics: mAP (IoU 0.50:0.95), mAP@50, mAP@75 and mAP of small (< 32^2 px), medium and large
 (> 96^2 px) objects. Metrics of an area range without ground truth are -1 (pycocotools' convention).
 """
@@ -30,20 +31,24 @@ def filter_boxes(boxes: np.ndarray, min_box_diag: float = 0, min_box_side: float
     return boxes[keep]
 
 
-def match_times(gt: np.ndarray, dt: np.ndarray, time_tol: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def match_times(gt: np.ndarray, dt: np.ndarray, time_tol: int,
+                time_tol_after: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """One (ground truth, detections) pair per distinct ground-truth timestamp of one recording (see module doc).
 
     Args:
         gt, dt: BBOX_DTYPE arrays (any order).
-        time_tol: tolerance in us (inclusive on both sides).
+        time_tol: tolerance in us before the label (inclusive), and after it unless ``time_tol_after`` is given.
+        time_tol_after: tolerance after the label (inclusive), e.g. ``delta_t - 1`` with ``time_tol=0`` to pair a
+            label with the time bin that holds it when detections are stamped at bin ends.
     """
+    after = time_tol if time_tol_after is None else time_tol_after
     gt = gt[np.argsort(gt["t"], kind="stable")]
     dt = dt[np.argsort(dt["t"], kind="stable")]
     times = np.unique(gt["t"])
     gt_lo = np.searchsorted(gt["t"], times, side="left")
     gt_hi = np.searchsorted(gt["t"], times, side="right")
     dt_lo = np.searchsorted(dt["t"], times - time_tol, side="left")
-    dt_hi = np.searchsorted(dt["t"], times + time_tol, side="right")
+    dt_hi = np.searchsorted(dt["t"], times + after, side="right")
     return [(gt[a:b], dt[c:d]) for a, b, c, d in zip(gt_lo, gt_hi, dt_lo, dt_hi, strict=True)]
 
 
@@ -92,7 +97,8 @@ def coco_eval(dataset: dict, results: list[dict]) -> dict[str, float]:
 
 def evaluate_detection(gt_boxes_list: Sequence[np.ndarray], dt_boxes_list: Sequence[np.ndarray],
                        classes: Sequence[str], height: int, width: int, time_tol: int = 25000,
-                       min_box_diag: float = 0, min_box_side: float = 0) -> dict[str, float]:
+                       min_box_diag: float = 0, min_box_side: float = 0,
+                       time_tol_after: int | None = None) -> dict[str, float]:
     """COCO metrics of detections against ground truth over whole recordings.
 
     Args:
@@ -100,7 +106,8 @@ def evaluate_detection(gt_boxes_list: Sequence[np.ndarray], dt_boxes_list: Seque
             ``classes``; detections carry their score in ``class_confidence``.
         classes: class names (``class_id`` 1 is ``classes[0]``).
         height, width: image size the boxes are expressed in (it sets nothing but the COCO image records).
-        time_tol: detections within this many us of a ground-truth timestamp are matched to it.
+        time_tol: detections within this many us of a ground-truth timestamp are matched to it (before it, and after
+            it unless ``time_tol_after`` is given; see :func:`match_times`).
         min_box_diag, min_box_side: ground truth and detections smaller than this (pixels) are ignored.
     Returns:
         :data:`METRIC_NAMES` -> value; all -1 when there is no ground truth at all.
@@ -112,7 +119,7 @@ def evaluate_detection(gt_boxes_list: Sequence[np.ndarray], dt_boxes_list: Seque
     for gt, dt in zip(gt_boxes_list, dt_boxes_list, strict=True):
         gt = filter_boxes(np.asarray(gt, dtype=BBOX_DTYPE), min_box_diag, min_box_side)
         dt = filter_boxes(np.asarray(dt, dtype=BBOX_DTYPE), min_box_diag, min_box_side)
-        frames += match_times(gt, dt, int(time_tol))
+        frames += match_times(gt, dt, int(time_tol), None if time_tol_after is None else int(time_tol_after))
     if not frames:
         return dict.fromkeys(METRIC_NAMES, -1.0)
     dataset, results = to_coco(frames, classes, height, width)

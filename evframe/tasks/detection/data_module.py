@@ -11,8 +11,9 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from evframe.data.box_processing import create_class_lookup
-from evframe.data.folder import list_recordings
+from evframe.data.folder import split_files
 from evframe.data.sequential import SequentialDataLoader
+from evframe.data.streaming import StreamingDataLoader, streaming_loader_from_config
 from evframe.tasks.detection.labels import checked_recordings, load_detection_boxes, resolve_classes
 
 
@@ -22,7 +23,9 @@ def _plain(node: Any) -> dict:
 
 class DetectionDataModule(L.LightningDataModule):
     """Sequential loaders over ``dataset.root/{train,val,test}`` (``*.dat`` or ``*.h5`` recordings with
-    ``<name>_bbox.npy`` beside them and ``label_map_dictionary.json`` at the root), as in Metavision's tutorial.
+    ``<name>_bbox.npy`` beside them and ``label_map_dictionary.json`` at the root), as in Metavision's tutorial; or
+    streaming loaders over lists of RAW / HDF5 event / DAT recordings (``dataset=raw_stream``: ``paths``,
+    ``val_paths``, ``test_paths``, with ``dataset.label_map`` naming the label map).
 
     Before a split is first played, its box files are read once: recordings without labels are skipped, and boxes
     that the loader will drop or clip (zero or negative size, outside the frame) are counted in one warning; class
@@ -58,7 +61,13 @@ class DetectionDataModule(L.LightningDataModule):
 
     @property
     def label_map(self) -> Path:
-        return Path(self.dataset_cfg.get("label_map") or Path(self.dataset_cfg["root"]) / "label_map_dictionary.json")
+        ds = self.dataset_cfg
+        if ds.get("label_map"):
+            return Path(ds["label_map"])
+        if ds.get("paths"):
+            raise ValueError("task=detection on a list of recordings (dataset.paths) needs "
+                             "dataset.label_map=<path of label_map_dictionary.json>")
+        return Path(ds["root"]) / "label_map_dictionary.json"
 
     @property
     def classes(self) -> list[str]:
@@ -77,7 +86,7 @@ class DetectionDataModule(L.LightningDataModule):
         if split not in self._checked:
             from evframe.io import load_label_map
 
-            recordings = list_recordings(self.dataset_cfg["root"], split, self.dataset_cfg.get("max_recordings"))
+            recordings = split_files(self.dataset_cfg, split)
             self._checked[split] = checked_recordings(split, recordings, list(load_label_map(self.label_map)),
                                                       int(self.dataset_cfg["height"]), int(self.dataset_cfg["width"]))
         return self._checked[split]
@@ -89,10 +98,18 @@ class DetectionDataModule(L.LightningDataModule):
                        labelling_delta_t=self.labelling_delta_t)
 
     def make_loader(self, split: str, files: list[Path] | None = None, batch_size: int | None = None,
-                    shuffle: bool | None = None, num_workers: int | None = None) -> SequentialDataLoader:
+                    shuffle: bool | None = None,
+                    num_workers: int | None = None) -> SequentialDataLoader | StreamingDataLoader:
         """A loader over ``split`` (or the given files) yielding box labels."""
         files = self.files(split) if files is None else files
         p, ds = self.preprocess_cfg, self.dataset_cfg
+        if ds.get("loader") == "streaming":  # RAW / HDF5 events / DAT read front to back (dataset=raw_stream)
+            trainer = self.trainer
+            return streaming_loader_from_config(
+                files, p, ds, self.load_labels(), train=split == "train",
+                rank=trainer.global_rank if trainer is not None else None,
+                world_size=trainer.world_size if trainer is not None else None,
+                batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
         return SequentialDataLoader(
             files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
             load_labels=self.load_labels(), batch_size=int(batch_size or ds["batch_size"]),

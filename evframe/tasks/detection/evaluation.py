@@ -44,7 +44,8 @@ class DetectionEvaluator:
 
     Args:
         classes: class names (class id 1 is ``classes[0]``).
-        time_tol: matching tolerance in us (None: half a time bin, which pairs every label with the nearest bin).
+        time_tol: matching tolerance in us on both sides of a label. None: the label is paired with the detections
+            of the time bin that holds it (stamped in ``[t_label, t_label + delta_t)``), the bin trained with it.
         min_box_diag, min_box_side: boxes smaller than this (sensor pixels) are left out of the evaluation.
     """
 
@@ -83,6 +84,33 @@ class DetectionEvaluator:
     def num_recordings(self) -> int:
         return len(self._dt)
 
+    def state(self) -> dict[str, Any]:
+        """What was added since the last :meth:`reset`, as plain picklable values (to send to other processes)."""
+        return {"gt": dict(self._gt), "dt": dict(self._dt), "delta_t": self._delta_t, "size": self._size}
+
+    def merge(self, states: Sequence[dict[str, Any]]) -> None:
+        """Adds the :meth:`state` of other evaluators (e.g. every DDP rank's share of the recordings), so that
+        :meth:`compute` scores the union. The parts of a recording seen by several evaluators are concatenated."""
+        for state in states:
+            for key in ("gt", "dt"):
+                for path, boxes in state[key].items():
+                    getattr(self, f"_{key}")[path].extend(boxes)
+            if state["delta_t"] is not None:
+                self._delta_t = state["delta_t"]
+            if state["size"] != (0, 0):
+                self._size = tuple(state["size"])
+
+    def gather(self) -> None:
+        """Under ``torch.distributed``, replaces this evaluator's content by the union of every process's (a
+        collective call: every rank must make it). Without a process group it does nothing."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        states: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(states, self.state())
+        self.reset()
+        self.merge(states)
+
     def compute(self) -> dict[str, float]:
         """COCO metrics (:data:`METRIC_NAMES`) of everything added since the last :meth:`reset`."""
         paths = sorted(self._dt)
@@ -91,10 +119,13 @@ class DetectionEvaluator:
         empty = np.zeros(0, dtype=BBOX_DTYPE)
         gt = [np.concatenate(self._gt[p]) if self._gt.get(p) else empty for p in paths]
         dt = [np.concatenate(self._dt[p]) if self._dt[p] else empty for p in paths]
-        time_tol = self.time_tol if self.time_tol is not None else (self._delta_t or 2) // 2
         height, width = self._size
-        return evaluate_detection(gt, dt, self.classes, height, width, int(time_tol), self.min_box_diag,
-                                  self.min_box_side)
+        if self.time_tol is None:  # labels in (k dt, (k+1) dt] belong to bin k, whose detections are stamped (k+1) dt
+            time_tol, after = 0, max(int(self._delta_t or 1) - 1, 0)
+        else:
+            time_tol, after = int(self.time_tol), None
+        return evaluate_detection(gt, dt, self.classes, height, width, time_tol, self.min_box_diag,
+                                  self.min_box_side, time_tol_after=after)
 
 
 __all__ = ["DetectionEvaluator", "detections_to_bbox", "scale_boxes"]

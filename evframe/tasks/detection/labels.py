@@ -53,7 +53,10 @@ def resolve_classes(label_map: str | os.PathLike, wanted_classes: Sequence[str] 
                     synthetic_preset: str | None = None) -> list[str]:
     """:func:`setup_psee_classes`, or, while a synthetic dataset is not generated yet, the preset's classes (its
     label map will list them by id), so that a model can be built before its data exists."""
-    if not Path(label_map).is_file() and synthetic_preset:
+    if not label_map and not synthetic_preset:
+        raise ValueError("task=detection needs a label map: dataset.label_map=<path of label_map_dictionary.json> "
+                         "(a dataset folder has one at its root)")
+    if not Path(label_map or "").is_file() and synthetic_preset:
         from evframe.data.synthetic import get_config
 
         return _select(dict(enumerate(get_config(synthetic_preset).classes)), wanted_classes,

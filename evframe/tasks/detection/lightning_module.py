@@ -30,11 +30,12 @@ class DetectionLightningModule(RecurrentTaskModule):
             ``"empty"``); synthetic_preset: preset whose classes to use while a synthetic dataset is not generated.
         score_thresh, nms_thresh: decoding of the boxes evaluated (a low score threshold, as COCO ranks by score).
         max_boxes_per_input: boxes kept per frame for the evaluation.
-        time_tol: matching tolerance of the evaluation in us (None: half a time bin).
+        time_tol: matching tolerance of the evaluation in us (None: the detections of the time bin holding the
+            label).
         min_box_diag_eval: boxes with a smaller diagonal (sensor pixels) are left out of the evaluation.
         pretrained: checkpoint of a detector to fine-tune from (its classes are remapped, see :meth:`load_pretrained`).
         hflip: mirror half of the training recordings left-right, drawn anew each epoch (a whole recording at once,
-            so the recurrent memory always sees one side).
+            so the recurrent memory always sees one side); seed: the run's seed, which the draws follow.
 
     Logs ``train/loss``, ``train/loc_loss``, ``train/cls_loss``, ``val/`` the same, and at the end of validation and
     test ``val/mAP``, ``val/mAP_50``, ``val/mAP_75``, ``val/mAP_small``, ``val/mAP_medium``, ``val/mAP_large``
@@ -46,7 +47,7 @@ class DetectionLightningModule(RecurrentTaskModule):
                  label_map: str = "", wanted_classes: Sequence[str] = (), synthetic_preset: str | None = None,
                  score_thresh: float = 0.05, nms_thresh: float = 0.5, max_boxes_per_input: int = 100,
                  time_tol: int | None = None, min_box_diag_eval: float = 0, pretrained: str | None = None,
-                 hflip: bool = False) -> None:
+                 hflip: bool = False, seed: int = 0) -> None:
         super().__init__(optimizer, scheduler)
         self.classes = resolve_classes(label_map, list(wanted_classes or []), synthetic_preset)
         self.model_factory = model
@@ -55,6 +56,7 @@ class DetectionLightningModule(RecurrentTaskModule):
         self.nms_thresh = float(nms_thresh)
         self.max_boxes_per_input = int(max_boxes_per_input)
         self.hflip = bool(hflip)
+        self.seed = int(seed)
         self.model.max_boxes_per_input = self.max_boxes_per_input
         self.evaluators = {stage: DetectionEvaluator(self.classes, time_tol, min_box_diag_eval)
                            for stage in ("val", "test")}
@@ -77,7 +79,7 @@ class DetectionLightningModule(RecurrentTaskModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.hflip:
-            batch = hflip_batch(batch, self.current_epoch)
+            batch = hflip_batch(batch, self.current_epoch, self.seed)
         self.prepare_memory(batch)
         return self._loss(batch, self(batch["inputs"]), "train")
 
@@ -97,6 +99,9 @@ class DetectionLightningModule(RecurrentTaskModule):
 
     def _log_metrics(self, stage: str) -> None:
         evaluator = self.evaluators[stage]
+        # under DDP each rank holds the detections of its own recordings: COCO scores the union of all ranks
+        # (every rank computes it, so the logged values and the checkpoint choice agree everywhere)
+        evaluator.gather()
         if evaluator.num_recordings == 0:
             return
         metrics = evaluator.compute()

@@ -125,8 +125,11 @@ class EventToVideoDataModule(L.LightningDataModule):
         ds = self.dataset_cfg
         counts = {"train": ds["clips_per_epoch"], "val": ds["val_clips"], "test": ds["test_clips"]}
         seed = int(ds.get("seed", 0))
-        # distinct seeds per split: evaluation clips never coincide with training clips
-        split_seed = {"train": seed, "val": seed + 1_000_003, "test": seed + 2_000_003}[split]
+        # distinct seeds per split: evaluation clips never coincide with training clips. Under DDP every process
+        # trains on clips of its own (clips_per_epoch each); evaluation clips are the same on every rank, so the
+        # metrics reduced over ranks equal those of one process
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        split_seed = {"train": seed + 3_000_017 * rank, "val": seed + 1_000_003, "test": seed + 2_000_003}[split]
         batch_size = int(batch_size or ds["batch_size"])
         clips = ClipDataset(int(ds["height"]), int(ds["width"]), self.timing, max(int(counts[split]), batch_size),
                             ds.get("source"), seed=split_seed, vary_with_epoch=split == "train")

@@ -74,8 +74,7 @@ class SimulatorConfig:
 
     Without randomisation every clip uses the fixed values. With ``randomize_noises``, each clip draws its mean ON
     threshold in ``threshold_range``, its OFF/ON ratio in ``threshold_ratio_range`` and its mismatch in
-    ``threshold_sigma_range``; refractory period, leak and shot-noise rates are drawn in their ranges once per batch
-    of B clips (the simulator holds one value of each for its whole batch).
+    ``threshold_sigma_range``, and its refractory period, leak and shot-noise rates in their ranges.
     """
 
     contrast_threshold_pos: float = 0.2
@@ -116,16 +115,18 @@ class SimulatorConfig:
 
 def make_simulator(config: SimulatorConfig, batch_size: int, height: int, width: int, randomize: bool, seed: int,
                    device: torch.device) -> EventSimulator:
-    """A simulator for one batch of clips, with per-clip thresholds when ``randomize``."""
+    """A simulator for one batch of clips; with ``randomize``, every clip of the batch gets its own sensor: mean
+    thresholds, ON/OFF ratio and mismatch, refractory period, leak and shot-noise rates, each drawn from its
+    ``*_range`` of ``config``."""
     if not randomize:
         return EventSimulator(height, width, batch_size, config.contrast_threshold_pos, config.contrast_threshold_neg,
                               config.threshold_sigma, config.refractory_period_us, config.cutoff_hz,
                               config.leak_rate_hz, config.shot_noise_rate_hz, seed=seed, device=device)
     rng = np.random.default_rng(seed)
     sim = EventSimulator(height, width, batch_size, config.contrast_threshold_pos, config.contrast_threshold_neg,
-                         0.0, rng.uniform(*config.refractory_range_us), config.cutoff_hz,
-                         rng.uniform(*config.leak_range_hz), rng.uniform(*config.shot_noise_range_hz), seed=seed,
-                         device=device)
+                         0.0, rng.uniform(*config.refractory_range_us, batch_size), config.cutoff_hz,
+                         rng.uniform(*config.leak_range_hz, batch_size),
+                         rng.uniform(*config.shot_noise_range_hz, batch_size), seed=seed, device=device)
     # per-clip thresholds: the simulator draws one mean for its batch, so its threshold maps are redrawn here
     mean_pos = rng.uniform(*config.threshold_range, batch_size)
     mean_neg = mean_pos * rng.uniform(*config.threshold_ratio_range, batch_size)

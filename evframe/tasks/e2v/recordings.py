@@ -129,6 +129,9 @@ def frame_folder_recording(folder: str | os.PathLike, cache_dir: str | os.PathLi
                              f"the first frame is {frames[0].shape[0]}x{frames[0].shape[1]}")
     frames_u8 = np.round(np.stack(frames) * 255).astype(np.uint8)
     events = simulate_video(frames_u8, series.timestamps, seed=seed, **options)
+    if len(events) == 0:  # an empty recording would play as padding only: no frame would ever be evaluated
+        raise ValueError(f"frame folder '{folder}': its {len(frames)} frames give no event (nothing changes between "
+                         f"them); an evaluation source needs a moving or changing scene")
     out_dir.mkdir(parents=True, exist_ok=True)
     height, width = frames_u8.shape[1:]
     # frames first: the .dat is the marker of a complete conversion

@@ -9,10 +9,10 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from evframe.data.folder import list_recordings
+from evframe.data.folder import split_files
 from evframe.data.labels import load_flow, load_labels_stub
 from evframe.data.sequential import SequentialDataLoader
-from evframe.data.streaming import StreamingDataLoader
+from evframe.data.streaming import streaming_loader_from_config
 from evframe.io.paths import label_path
 
 
@@ -56,12 +56,7 @@ class FlowDataModule(L.LightningDataModule):
         return [int(p["num_tbins"]), int(p["channels"]), int(ds["height"]), int(ds["width"])]
 
     def files(self, split: str) -> list[Path]:
-        ds = self.dataset_cfg
-        if ds.get("paths"):  # a list of recordings (dataset=raw_stream): val/test fall back to the training ones
-            chosen = {"train": ds["paths"], "val": ds.get("val_paths") or ds["paths"],
-                      "test": ds.get("test_paths") or ds.get("val_paths") or ds["paths"]}[split]
-            return [Path(f) for f in chosen][: ds.get("max_recordings") or None]
-        return list_recordings(ds["root"], split, ds.get("max_recordings"))
+        return split_files(self.dataset_cfg, split)
 
     def make_loader(self, split: str, files: list[Path] | None = None, batch_size: int | None = None,
                     shuffle: bool | None = None, num_workers: int | None = None) -> SequentialDataLoader:
@@ -69,8 +64,13 @@ class FlowDataModule(L.LightningDataModule):
         files = self.files(split) if files is None else files
         p, ds = self.preprocess_cfg, self.dataset_cfg
         with_flow = split != "train" and all(label_path(f, "_flow.h5").exists() for f in files)
-        if ds.get("loader") == "streaming":
-            return self._streaming_loader(split, files, with_flow, batch_size, shuffle, num_workers)
+        if ds.get("loader") == "streaming":  # RAW / HDF5 events / DAT read front to back (dataset=raw_stream)
+            trainer = self.trainer
+            return streaming_loader_from_config(
+                files, p, ds, load_flow if with_flow else load_labels_stub, train=split == "train",
+                rank=trainer.global_rank if trainer is not None else None,
+                world_size=trainer.world_size if trainer is not None else None,
+                batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
         return SequentialDataLoader(
             files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
             load_labels=load_flow if with_flow else load_labels_stub,
@@ -82,22 +82,6 @@ class FlowDataModule(L.LightningDataModule):
             downsample=int(p.get("downsample", 0)), max_duration=ds.get("max_duration"),
             rank=self.trainer.global_rank if self.trainer is not None else 0,
             world_size=self.trainer.world_size if self.trainer is not None else 1,
-        )
-
-    def _streaming_loader(self, split: str, files: list[Path], with_flow: bool, batch_size: int | None,
-                          shuffle: bool | None, num_workers: int | None) -> StreamingDataLoader:
-        """Recordings read front to back (RAW, HDF5 events, DAT): ``evframe.data.streaming``."""
-        p, ds = self.preprocess_cfg, self.dataset_cfg
-        return StreamingDataLoader(
-            files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
-            mode=str(ds.get("mode", "delta_t")), n_events=int(ds.get("n_events") or 0),
-            load_labels=load_flow if with_flow else load_labels_stub, batch_size=int(batch_size or ds["batch_size"]),
-            num_workers=int(ds.get("num_workers", 0) if num_workers is None else num_workers),
-            preprocess_kwargs=dict(p.get("kwargs") or {}), downsample=int(p.get("downsample", 0)),
-            max_duration=ds.get("max_duration"), padding=True,
-            shuffle=(split == "train" and bool(ds.get("shuffle", True))) if shuffle is None else shuffle,
-            seed=int(ds.get("seed", 0)), rank=self.trainer.global_rank if self.trainer is not None else None,
-            world_size=self.trainer.world_size if self.trainer is not None else None,
         )
 
     def _loader(self, split: str) -> SequentialDataLoader:
