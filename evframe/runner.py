@@ -138,8 +138,9 @@ def test(cfg: DictConfig) -> dict[str, float]:
     return _scalar_metrics(trainer.callback_metrics)
 
 
-def predict(cfg: DictConfig) -> dict[str, float]:
-    """Runs the task's predict function (e.g. flow videos) with the module loaded from ``ckpt_path``."""
+def _trained_module(cfg: DictConfig) -> torch.nn.Module:
+    """The task's module with the weights of ``ckpt_path`` (checked against the config first); without a
+    checkpoint, the untrained module (with a warning)."""
     module = _build(cfg, cfg.task.module)
     if cfg.get("ckpt_path"):
         from evframe.utils.checkpoint import load_module_weights
@@ -147,8 +148,13 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         _check_checkpoint(cfg, module)
         load_module_weights(module, str(cfg.ckpt_path))
     else:
-        log.warning("mode=predict without ckpt_path: predicting with an untrained model")
-    written = _build(cfg, cfg.task.predict, module=module)
+        log.warning("mode=%s without ckpt_path: using an untrained model", cfg.mode)
+    return module
+
+
+def predict(cfg: DictConfig) -> dict[str, float]:
+    """Runs the task's predict function (e.g. flow videos) with the module loaded from ``ckpt_path``."""
+    written = _build(cfg, cfg.task.predict, module=_trained_module(cfg))
     log.info("predictions written: %s", written)
     return {}
 
@@ -158,15 +164,7 @@ def export(cfg: DictConfig) -> dict[str, float]:
     ``ckpt_path``."""
     if not cfg.task.get("export"):
         raise ConfigError(f"mode=export: task '{cfg.task.get('name')}' has no export (no task.export config)")
-    module = _build(cfg, cfg.task.module)
-    if cfg.get("ckpt_path"):
-        from evframe.utils.checkpoint import load_module_weights
-
-        _check_checkpoint(cfg, module)
-        load_module_weights(module, str(cfg.ckpt_path))
-    else:
-        log.warning("mode=export without ckpt_path: exporting an untrained model")
-    written = _build(cfg, cfg.task.export, lightning_model=module)
+    written = _build(cfg, cfg.task.export, lightning_model=_trained_module(cfg))
     log.info("exported: %s", written)
     return {}
 

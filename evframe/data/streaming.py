@@ -321,6 +321,8 @@ class StreamingDataLoader:
         num_tbins, _, height, width = array_dim
         self.recordings = [describe_recording(f, mode, self.delta_t, int(n_events), num_tbins, height, width,
                                               downsample, max_duration) for f in files]
+        self._progress: dict[str, Any] = {}
+        self._resume_at = 0
         self.dataset = StreamingDataset(self.recordings, preprocess_function_name, array_dim, mode, int(n_events),
                                         load_labels or load_labels_stub, batch_size, preprocess_kwargs, padding,
                                         shuffle, seed, downsample, rank, world_size)
@@ -361,33 +363,63 @@ class StreamingDataLoader:
     def __len__(self) -> int:
         return self.dataset.plan().num_batches
 
+    # -------------------------------------------------------------------------------------------------- resuming
+    def state_dict(self) -> dict[str, Any]:
+        """Where the current (or last) pass stands; Lightning stores it in checkpoints, which makes the loader
+        resumable mid-epoch: ``epoch``, ``num_batches`` of that pass and ``batches_consumed``. Empty before the
+        first pass."""
+        return dict(self._progress)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumes a pass that was cut short (``0 < batches_consumed < num_batches``): the next iteration plays that
+        epoch again and hands out its batches from ``batches_consumed`` on (a stream cannot seek, so the batches
+        before are decoded and dropped); the first batch handed out has ``mask_keep_memory`` 0 everywhere, as the
+        recurrent state was not saved. A finished pass changes nothing."""
+        if not state or not 0 < int(state["batches_consumed"]) < int(state["num_batches"]):
+            return
+        self.dataset.epoch = int(state["epoch"])
+        self._resume_at = int(state["batches_consumed"])
+
     def __iter__(self) -> Iterator[dict]:
         dataset = copy.copy(self.dataset)  # pinned to this epoch
+        skip, self._resume_at = self._resume_at, 0
         self.dataset.epoch += 1
+        progress = {"epoch": dataset.epoch, "num_batches": dataset.plan().num_batches, "batches_consumed": skip}
+        self._progress = progress
         num_workers = min(self.num_workers, dataset.batch_size)
         if num_workers == 0:
             parts: Any = iter(dataset)
         else:
             parts = iter(DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_identity))
         group: list[dict] = []
+        played = 0
         for part in parts:  # torch hands out the workers' items round-robin: W consecutive items make a batch
             group.append(part)
             if len(group) == max(num_workers, 1):
-                yield concatenate_partial_batches(group)
-                group = []
+                batch, group = concatenate_partial_batches(group), []
+                played += 1
+                if played <= skip:  # already trained on before the interruption
+                    continue
+                if skip and played == skip + 1:
+                    batch["mask_keep_memory"] = torch.zeros_like(batch["mask_keep_memory"])
+                # counted as handed out (Lightning does not fetch ahead from a loader with a length)
+                progress["batches_consumed"] += 1
+                yield batch
         if group:
             raise RuntimeError(f"StreamingDataLoader: {len(group)} workers' slices left without the others")
 
 
 def streaming_loader_from_config(files: Sequence[str | os.PathLike], preprocess: Mapping[str, Any],
                                  dataset: Mapping[str, Any], load_labels: LoadLabels, train: bool,
-                                 rank: int | None = None, world_size: int | None = None,
-                                 batch_size: int | None = None, shuffle: bool | None = None,
+                                 trainer: Any = None, batch_size: int | None = None, shuffle: bool | None = None,
                                  num_workers: int | None = None) -> StreamingDataLoader:
     """A :class:`StreamingDataLoader` over ``files`` from a task's ``preprocess`` and ``dataset`` config nodes
-    (``conf/dataset/raw_stream.yaml``); ``train`` shuffles (when ``dataset.shuffle``). ``rank``/``world_size`` None:
-    read from ``torch.distributed``. ``batch_size``/``shuffle``/``num_workers`` override the config."""
+    (``conf/dataset/raw_stream.yaml``); ``train`` shuffles (when ``dataset.shuffle``). The rank and world size are
+    the Lightning ``trainer``'s (None: read from ``torch.distributed``). ``batch_size``/``shuffle``/``num_workers``
+    override the config."""
     p, ds = preprocess, dataset
+    rank = trainer.global_rank if trainer is not None else None
+    world_size = trainer.world_size if trainer is not None else None
     return StreamingDataLoader(
         files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]),
         array_dim=[int(p["num_tbins"]), int(p["channels"]), int(ds["height"]), int(ds["width"])],

@@ -203,3 +203,33 @@ def test_dataset_folders_list_raw_and_hdf5_event_recordings(tmp_path) -> None:
     assert [p.name for p in split_files(listed, "train")] == ["x.raw", "y.raw"]
     assert [p.name for p in split_files(listed, "test")] == ["z.raw"]  # test falls back to val, then to train
     assert [p.name for p in split_files({**listed, "val_paths": None}, "val")] == ["x.raw", "y.raw"]
+
+
+def test_a_pass_cut_short_resumes_with_the_batches_not_yet_played(recordings):
+    """A loader restored from the state of a pass interrupted after 2 batches hands out exactly the rest of that
+    epoch's batches (same shuffling), the first one with fresh memory; its state then counts the whole pass."""
+    full_loader = _loader(recordings, shuffle=True, seed=3)
+    full_loader.set_epoch(4)
+    full = list(full_loader)
+    assert len(full) > 3
+    interrupted = _loader(recordings, shuffle=True, seed=3)
+    interrupted.set_epoch(4)
+    iterator = iter(interrupted)
+    next(iterator), next(iterator)
+    state = interrupted.state_dict()
+    assert state == {"epoch": 4, "num_batches": len(full), "batches_consumed": 2}
+    resumed = _loader(recordings, shuffle=True, seed=3)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == len(full) - 2
+    def slots(batch):
+        return [(md.path, t) for md, t, _ in batch["video_infos"]]
+
+    for got, expected in zip(rest, full[2:], strict=True):
+        assert torch.equal(got["inputs"], expected["inputs"]) and slots(got) == slots(expected)
+    assert rest[0]["mask_keep_memory"].eq(0).all() and torch.equal(rest[1]["mask_keep_memory"],
+                                                                      full[3]["mask_keep_memory"])
+    assert resumed.state_dict()["batches_consumed"] == len(full)
+    finished = _loader(recordings)
+    finished.load_state_dict({"epoch": 1, "num_batches": 5, "batches_consumed": 5})  # a finished pass: nothing
+    assert len(list(finished)) == len(list(_loader(recordings)))

@@ -58,6 +58,8 @@ def test_inconsistent_or_unsupported_settings_fail_clearly(tmp_path: Path) -> No
     OmegaConf.resolve(cfg)
     with pytest.raises(ValueError, match="preprocess 'histo' is not supported"):
         EventToVideoDataModule(cfg.dataset, {**OmegaConf.to_container(cfg.preprocess), "name": "histo"})
+    with pytest.raises(ValueError, match="task=e2v trains on clips simulated on the fly .* dataset 'raw_stream'"):
+        EventToVideoDataModule({"name": "raw_stream", "paths": ["a.raw"]}, OmegaConf.to_container(cfg.preprocess))
     cfg = _compose(tmp_path, "loss.weights.perceptual=1.0")
     OmegaConf.resolve(cfg)
     with pytest.raises(Exception, match="needs loss.perceptual.weights_path"):  # hydra wraps the ValueError

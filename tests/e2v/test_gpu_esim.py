@@ -101,3 +101,29 @@ def test_randomized_noises_are_drawn_per_clip_within_their_ranges() -> None:
         assert bool(((values >= low) & (values <= high)).all())
     fixed = make_simulator(config, 4, 8, 8, False, seed=9, device=torch.device("cpu"))
     assert fixed.refractory_period_us.tolist() == [config.refractory_period_us] * 4
+
+
+def test_a_pass_cut_short_resumes_with_the_remaining_batches_of_the_same_clips(timing: ClipTiming) -> None:
+    """3 clip batches of 2 batches each; interrupted after 3 batches (mid clip batch 1): the resumed loader skips
+    clip batch 0 and hands out batches 3..5 exactly as the uninterrupted pass, the first with fresh memory."""
+    def esim() -> GPUEBSIM:
+        made = _esim(timing, batch_times=2, randomize=True, num_clips=6)
+        made.set_epoch(2)
+        return made
+
+    full = list(esim())
+    assert len(full) == 6
+    interrupted = esim()
+    iterator = iter(interrupted)
+    for _ in range(3):
+        next(iterator)
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "num_batches": 6, "batches_consumed": 3}
+    resumed = _esim(timing, batch_times=2, randomize=True, num_clips=6)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == 3
+    for got, expected in zip(rest, full[3:], strict=True):
+        assert torch.equal(got["inputs"], expected["inputs"]) and torch.equal(got["images"], expected["images"])
+    assert rest[0]["mask_keep_memory"].eq(0).all() and full[3]["mask_keep_memory"].eq(1).all()
+    assert resumed.state_dict()["batches_consumed"] == 6 and resumed.epoch == 3

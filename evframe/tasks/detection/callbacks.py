@@ -7,10 +7,11 @@ from pathlib import Path
 import lightning as L
 
 from evframe.tasks.detection.viz import detection_video_frames
+from evframe.tasks.video_callback import PeriodicVideoCallback
 from evframe.utils.video import log_video, write_video
 
 
-class DetectionCallback(L.Callback):
+class DetectionCallback(PeriodicVideoCallback):
     """Writes ``<run dir>/videos/detection_epoch<k>.mp4`` (and logs it to W&B) every n epochs.
 
     Args:
@@ -22,15 +23,10 @@ class DetectionCallback(L.Callback):
 
     def __init__(self, video_result_every_n_epochs: int = 5, num_video_batches: int = 20, score_thresh: float = 0.4,
                  batch_size: int = 4) -> None:
-        self.video_result_every_n_epochs = int(video_result_every_n_epochs)
+        super().__init__(video_result_every_n_epochs)
         self.num_video_batches = int(num_video_batches)
         self.score_thresh = float(score_thresh)
         self.batch_size = int(batch_size)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        n = self.video_result_every_n_epochs
-        if n > 0 and (trainer.current_epoch + 1) % n == 0 and trainer.is_global_zero and not trainer.sanity_checking:
-            self.write_demo_video(trainer, pl_module)
 
     def write_demo_video(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Renders validation recordings with predicted and true boxes; returns the video (None without data)."""

@@ -104,12 +104,9 @@ class DetectionDataModule(L.LightningDataModule):
         files = self.files(split) if files is None else files
         p, ds = self.preprocess_cfg, self.dataset_cfg
         if ds.get("loader") == "streaming":  # RAW / HDF5 events / DAT read front to back (dataset=raw_stream)
-            trainer = self.trainer
             return streaming_loader_from_config(
                 files, p, ds, self.load_labels(), train=split == "train",
-                rank=trainer.global_rank if trainer is not None else None,
-                world_size=trainer.world_size if trainer is not None else None,
-                batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+                trainer=self.trainer, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
         return SequentialDataLoader(
             files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
             load_labels=self.load_labels(), batch_size=int(batch_size or ds["batch_size"]),

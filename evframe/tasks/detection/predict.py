@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from evframe.data.labels import load_labels_stub
-from evframe.data.sequential import SequentialDataLoader
 from evframe.io.paths import label_path, recording_name
 from evframe.tasks.detection.labels import load_detection_boxes
 from evframe.tasks.detection.lightning_module import DetectionLightningModule
 from evframe.tasks.detection.viz import detection_video_frames
+from evframe.tasks.prediction import recording_loaders
 from evframe.utils.video import write_video
 
 
@@ -27,23 +25,14 @@ def write_detection_videos(module: DetectionLightningModule, paths: Sequence[str
         preprocess: the ``preprocess`` config node (name, delta_t, num_tbins, downsample, kwargs, channels).
         score_thresh: boxes drawn above this score.
     """
-    if not paths:
-        raise ValueError("mode=predict needs recordings: task.predict.paths=[rec1_td.dat,rec2_td.dat]")
-    p = OmegaConf.to_container(preprocess, resolve=True) if isinstance(preprocess, DictConfig) else dict(preprocess)
-    written = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"task.predict.paths: '{path}' does not exist")
-        from evframe.data.folder import probe_file_size
-
-        height, width = probe_file_size(path)
+    def labels(path: str):
         # ground truth is drawn as it is stored (class ids are not remapped: only the boxes are shown)
-        hook = load_detection_boxes if label_path(path, "_bbox.npy").is_file() else load_labels_stub
-        loader = SequentialDataLoader([path], delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]),
-                                      array_dim=[int(p["num_tbins"]), int(p["channels"]), height, width],
-                                      load_labels=hook, batch_size=1, preprocess_kwargs=dict(p.get("kwargs") or {}),
-                                      downsample=int(p.get("downsample", 0)))
-        frames = detection_video_frames(module, loader, str(p["name"]), max_batches, score_thresh, module.nms_thresh)
+        return load_detection_boxes if label_path(path, "_bbox.npy").is_file() else load_labels_stub
+
+    written = []
+    for path, loader in recording_loaders(paths, preprocess, labels):
+        frames = detection_video_frames(module, loader, str(preprocess["name"]), max_batches, score_thresh,
+                                        module.nms_thresh)
         written.append(write_video(frames, Path(output_dir) / f"{recording_name(path)}_detections.mp4"))
     return written
 

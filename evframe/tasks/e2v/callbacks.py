@@ -7,10 +7,11 @@ from pathlib import Path
 import lightning as L
 
 from evframe.tasks.e2v.video import reconstruction_frames
+from evframe.tasks.video_callback import PeriodicVideoCallback
 from evframe.utils.video import log_video, write_video
 
 
-class EventToVideoCallback(L.Callback):
+class EventToVideoCallback(PeriodicVideoCallback):
     """As Metavision's EventToVideoCallback.
 
     Args:
@@ -24,15 +25,10 @@ class EventToVideoCallback(L.Callback):
 
     def __init__(self, video_result_every_n_epochs: int = 2, num_video_batches: int = 4, max_streams: int = 4,
                  fps: float = 10.0) -> None:
-        self.video_result_every_n_epochs = int(video_result_every_n_epochs)
+        super().__init__(video_result_every_n_epochs)
         self.num_video_batches = int(num_video_batches)
         self.max_streams = int(max_streams)
         self.fps = float(fps)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        n = self.video_result_every_n_epochs
-        if n > 0 and (trainer.current_epoch + 1) % n == 0 and trainer.is_global_zero and not trainer.sanity_checking:
-            self.write_demo_video(trainer, pl_module)
 
     def write_demo_video(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Reconstructs validation clips; returns the video path (None without a data module)."""

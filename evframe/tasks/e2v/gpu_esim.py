@@ -184,6 +184,8 @@ class GPUEBSIM:
         self.seed = int(seed)
         self.vary_with_epoch = bool(vary_with_epoch)
         self.epoch = 0
+        self._progress: dict[str, int] = {}
+        self._resume_at = 0
 
     @property
     def batch_size(self) -> int:
@@ -201,14 +203,44 @@ class GPUEBSIM:
         epoch = epoch if self.vary_with_epoch else 0
         return int(np.random.SeedSequence([self.seed, epoch, group]).generate_state(1)[0])
 
+    def state_dict(self) -> dict[str, int]:
+        """Where the current (or last) pass stands (``epoch``, ``num_batches``, ``batches_consumed``); Lightning
+        stores it in checkpoints, which makes the loader resumable mid-epoch. Empty before the first pass."""
+        return dict(self._progress)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resumes a pass that was cut short: the next iteration plays that epoch's clips again and hands out its
+        batches from ``batches_consumed`` on. Clip batches wholly played before are not simulated; inside the clip
+        batch where it stopped, the simulator runs through the earlier frames (its state depends on them) and their
+        batches are dropped. The first batch handed out has ``mask_keep_memory`` 0 (the recurrent state was not
+        saved). A finished pass changes nothing."""
+        if not state or not 0 < int(state["batches_consumed"]) < int(state["num_batches"]):
+            return
+        self.epoch = int(state["epoch"])
+        self._resume_at = int(state["batches_consumed"])
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.epoch
+        skip, self._resume_at = self._resume_at, 0
         # the clip dataset is copied into the loader's workers when they start: its epoch is set before
         self.dataset.set_epoch(epoch)
         if self.vary_with_epoch:
             self.epoch += 1  # the next pass plays the next epoch unless set_epoch says otherwise
+        progress = {"epoch": epoch, "num_batches": len(self), "batches_consumed": skip}
+        self._progress = progress
+        played = 0
         for group, clips in enumerate(self.dataloader):
-            yield from self.play(clips, self.group_seed(epoch, group))
+            if played + self.batches_per_clip <= skip:  # trained on before the interruption
+                played += self.batches_per_clip
+                continue
+            for batch in self.play(clips, self.group_seed(epoch, group)):
+                played += 1
+                if played <= skip:
+                    continue
+                if skip and played == skip + 1:
+                    batch["mask_keep_memory"] = torch.zeros_like(batch["mask_keep_memory"])
+                progress["batches_consumed"] += 1  # counted as handed out
+                yield batch
 
     def play(self, clips: dict[str, torch.Tensor], seed: int) -> Iterator[dict[str, Any]]:
         """The ``batches_per_clip`` batches of one batch of clips (see the module docstring for their format)."""

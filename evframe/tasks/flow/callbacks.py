@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 
 from evframe.tasks.flow.video import flow_video_frames
+from evframe.tasks.video_callback import PeriodicVideoCallback
 from evframe.utils.video import log_video, write_video
 
 
@@ -20,7 +21,7 @@ def _curriculum_for_epoch_index(curriculum_param: float, epoch_index: int) -> in
     return curriculum_max_consecutive_batch(curriculum_param, epoch_index + 1)
 
 
-class FlowCallback(L.Callback):
+class FlowCallback(PeriodicVideoCallback):
     """As Metavision's FlowCallback.
 
     Args:
@@ -35,8 +36,8 @@ class FlowCallback(L.Callback):
 
     def __init__(self, curriculum_param: float | None = 1.414, video_result_every_n_epochs: int = 2,
                  mask_flow_by_input: bool = True, num_video_batches: int = 20) -> None:
+        super().__init__(video_result_every_n_epochs)
         self.curriculum_param = curriculum_param
-        self.video_result_every_n_epochs = int(video_result_every_n_epochs)
         self.mask_flow_by_input = mask_flow_by_input
         self.num_video_batches = int(num_video_batches)
 
@@ -56,9 +57,7 @@ class FlowCallback(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # set before Lightning reloads the train loader for the next epoch (it does so before epoch-start hooks)
         self._apply_curriculum(trainer, trainer.current_epoch + 1)
-        n = self.video_result_every_n_epochs
-        if n > 0 and (trainer.current_epoch + 1) % n == 0 and trainer.is_global_zero and not trainer.sanity_checking:
-            self.write_demo_video(trainer, pl_module)
+        super().on_train_epoch_end(trainer, pl_module)
 
     def write_demo_video(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Renders validation recordings with predicted flow; returns the video path (None without val data)."""

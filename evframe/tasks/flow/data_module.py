@@ -65,12 +65,9 @@ class FlowDataModule(L.LightningDataModule):
         p, ds = self.preprocess_cfg, self.dataset_cfg
         with_flow = split != "train" and all(label_path(f, "_flow.h5").exists() for f in files)
         if ds.get("loader") == "streaming":  # RAW / HDF5 events / DAT read front to back (dataset=raw_stream)
-            trainer = self.trainer
             return streaming_loader_from_config(
                 files, p, ds, load_flow if with_flow else load_labels_stub, train=split == "train",
-                rank=trainer.global_rank if trainer is not None else None,
-                world_size=trainer.world_size if trainer is not None else None,
-                batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+                trainer=self.trainer, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
         return SequentialDataLoader(
             files, delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]), array_dim=self.array_dim,
             load_labels=load_flow if with_flow else load_labels_stub,
