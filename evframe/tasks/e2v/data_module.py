@@ -61,8 +61,8 @@ class EventToVideoDataModule(L.LightningDataModule):
         if "clips_per_epoch" not in self.dataset_cfg:
             raise ValueError(f"task=e2v trains on clips simulated on the fly (dataset=clips); dataset "
                              f"'{self.dataset_cfg.get('name')}' has no clips. Recordings with true frames are "
-                             f"evaluated through dataset.eval (frame_folders, the synthetic dataset); any event recording "
-                             f"(DAT, RAW, HDF5) is reconstructed by mode=predict task.predict.paths=[...]")
+                             f"evaluated through dataset.eval (frame_folders, the synthetic dataset); any event "
+                             f"recording (DAT, RAW, HDF5) is reconstructed by mode=predict task.predict.paths=[...]")
         kwargs = dict(p.get("kwargs") or {})
         self.depth = int(kwargs.get("num_utbins", 3))
         self.split_polarity = bool(kwargs.get("split_polarity", True))
