@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import time
 from pathlib import Path
@@ -53,7 +54,10 @@ def _save_forever(target: Path, ready_w: int) -> None:
     k = 0
     while True:
         k += 1
-        atomic_save({"k": k, "w": torch.full((3_000_000,), float(k))}, target)
+        # the tensor is filled by numpy: a large torch.full runs on the OpenMP pool, which a forked child can find
+        # locked by the parent's threads forever (OpenMP is not fork-safe)
+        weights = torch.from_numpy(np.full(3_000_000, float(k), dtype=np.float32))
+        atomic_save({"k": k, "w": weights}, target)
         if k == 1:
             os.write(ready_w, b"1")
 
@@ -70,7 +74,12 @@ def test_sigkill_while_saving_never_leaves_a_half_written_checkpoint(tmp_path: P
                 _save_forever(target, ready_w)
             finally:
                 os._exit(1)
-        os.read(ready_r, 1)  # one save done: from here on the kill can fall anywhere in a write
+        # one save done: from here on the kill can fall anywhere in a write (a child stuck for a minute fails)
+        if not select.select([ready_r], [], [], 60)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the saving child process made no checkpoint within 60 s")
+        os.read(ready_r, 1)
         os.close(ready_r)
         os.close(ready_w)
         time.sleep(delay)
