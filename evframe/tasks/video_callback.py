@@ -1,10 +1,16 @@
-"""The schedule shared by the tasks' video callbacks (flow arrows, detections, reconstructions)."""
+"""What the tasks' video callbacks share (flow arrows, detections, reconstructions): their schedule and the loop
+running a recurrent module over batches."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
+
+from evframe.models.temporal import clear_recurrent_states
 
 
 class PeriodicVideoCallback(L.Callback):
@@ -25,4 +31,29 @@ class PeriodicVideoCallback(L.Callback):
         raise NotImplementedError
 
 
-__all__ = ["PeriodicVideoCallback"]
+
+
+@torch.no_grad()
+def model_batches(module: torch.nn.Module, batches: Iterable[dict[str, Any]],
+                  max_batches: int) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+    """``(batch, inputs)`` for at most ``max_batches`` of ``batches``, ``inputs`` ``(T, B, C, H, W)`` on the module's
+    device, with the module in eval mode and its recurrent memory reset by each batch's ``mask_keep_memory``: what a
+    video of a recurrent module's outputs needs. The memory is cleared before and after, and the train/eval mode
+    restored afterwards (also when the consumer stops early)."""
+    was_training = module.training
+    module.eval()
+    clear_recurrent_states(module)
+    device = next(module.parameters()).device
+    try:
+        for i, batch in enumerate(batches):
+            if i >= max_batches:
+                break
+            inputs = batch["inputs"].to(device)
+            module.prepare_memory({"mask_keep_memory": batch["mask_keep_memory"].to(device)})
+            yield batch, inputs
+    finally:
+        clear_recurrent_states(module)
+        module.train(was_training)
+
+
+__all__ = ["PeriodicVideoCallback", "model_batches"]

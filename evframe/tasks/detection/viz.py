@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from evframe.data.visualize import get_vis_func, make_grid
-from evframe.models.temporal import clear_recurrent_states
 from evframe.tasks.detection.targets import bboxes_to_box_vectors
+from evframe.tasks.video_callback import model_batches
 
 #: RGB colour of each class id (cycled), and of the ground truth
 CLASS_COLORS = ((255, 64, 64), (64, 160, 255), (255, 200, 0), (200, 64, 255), (0, 220, 120), (255, 128, 192))
@@ -57,28 +57,16 @@ def detection_video_frames(module: Any, batches: Iterable[dict[str, Any]], prepr
     mode is restored afterwards.
     """
     vis = get_vis_func(preprocess_name)
-    was_training = module.training
-    module.eval()
-    clear_recurrent_states(module)
-    device = next(module.parameters()).device
-    try:
-        for i, batch in enumerate(batches):
-            if i >= max_batches:
-                break
-            inputs = batch["inputs"].to(device)
-            module.prepare_memory({"mask_keep_memory": batch["mask_keep_memory"].to(device)})
-            boxes = module.model.get_boxes(inputs, score_thresh, nms_thresh)
-            inputs = inputs.cpu().numpy()
-            for t in range(inputs.shape[0]):
-                tiles = []
-                for b in range(inputs.shape[1]):
-                    frame = np.ascontiguousarray(vis(inputs[t, b]))
-                    draw_boxes(frame, batch["labels"][t][b], color=GT_COLOR)
-                    tiles.append(draw_boxes(frame, boxes[t][b], module.classes))
-                yield make_grid(tiles)
-    finally:
-        clear_recurrent_states(module)
-        module.train(was_training)
+    for batch, inputs in model_batches(module, batches, max_batches):
+        boxes = module.model.get_boxes(inputs, score_thresh, nms_thresh)
+        inputs = inputs.cpu().numpy()
+        for t in range(inputs.shape[0]):
+            tiles = []
+            for b in range(inputs.shape[1]):
+                frame = np.ascontiguousarray(vis(inputs[t, b]))
+                draw_boxes(frame, batch["labels"][t][b], color=GT_COLOR)
+                tiles.append(draw_boxes(frame, boxes[t][b], module.classes))
+            yield make_grid(tiles)
 
 
 __all__ = ["CLASS_COLORS", "GT_COLOR", "detection_video_frames", "draw_boxes"]

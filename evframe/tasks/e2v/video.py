@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from evframe.data.visualize import get_vis_func, make_grid
-from evframe.models.temporal import clear_recurrent_states
 from evframe.tasks.e2v.lightning_module import frame_targets
+from evframe.tasks.video_callback import model_batches
 
 
 def gray_to_rgb(frame: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -32,29 +32,17 @@ def reconstruction_frames(module: torch.nn.Module, batches: Iterable[dict[str, A
     cleared before and after and reset by each batch's ``mask_keep_memory``; its train/eval mode is restored.
     """
     vis = get_vis_func(preprocess_name)
-    was_training = module.training
-    module.eval()
-    clear_recurrent_states(module)
-    device = next(module.parameters()).device
-    try:
-        for i, batch in enumerate(batches):
-            if i >= max_batches:
-                break
-            inputs = batch["inputs"].to(device)
-            module.prepare_memory({"mask_keep_memory": batch["mask_keep_memory"].to(device)})
-            pred = module(inputs).float().cpu()
-            if with_target:
-                target, valid = frame_targets({**batch, "inputs": inputs})
-                target, valid = target.cpu(), valid.cpu()
-            events = inputs.float().cpu().numpy()
-            for t in range(inputs.shape[0]):
-                tiles = []
-                for b in range(min(inputs.shape[1], max_streams)):
-                    parts = [vis(events[t, b]), gray_to_rgb(pred[t, b])]
-                    if with_target:
-                        parts.append(gray_to_rgb(target[t, b]) if bool(valid[t, b]) else np.zeros_like(parts[1]))
-                    tiles.append(np.concatenate(parts, axis=1))
-                yield make_grid(tiles, ncols=1 if len(tiles) < 3 else 2)
-    finally:
-        clear_recurrent_states(module)
-        module.train(was_training)
+    for batch, inputs in model_batches(module, batches, max_batches):
+        pred = module(inputs).float().cpu()
+        if with_target:
+            target, valid = frame_targets({**batch, "inputs": inputs})
+            target, valid = target.cpu(), valid.cpu()
+        events = inputs.float().cpu().numpy()
+        for t in range(inputs.shape[0]):
+            tiles = []
+            for b in range(min(inputs.shape[1], max_streams)):
+                parts = [vis(events[t, b]), gray_to_rgb(pred[t, b])]
+                if with_target:
+                    parts.append(gray_to_rgb(target[t, b]) if bool(valid[t, b]) else np.zeros_like(parts[1]))
+                tiles.append(np.concatenate(parts, axis=1))
+            yield make_grid(tiles, ncols=1 if len(tiles) < 3 else 2)

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from evframe.data.visualize import get_vis_func, make_grid
-from evframe.models.temporal import clear_recurrent_states
 from evframe.tasks.flow.viz import draw_arrows
+from evframe.tasks.video_callback import model_batches
 
 
 @torch.no_grad()
@@ -22,24 +22,12 @@ def flow_video_frames(model: torch.nn.Module, batches: Iterable[dict[str, Any]],
     mode is restored afterwards.
     """
     vis = get_vis_func(preprocess_name)
-    was_training = model.training
-    model.eval()
-    clear_recurrent_states(model)
-    device = next(model.parameters()).device
-    try:
-        for i, batch in enumerate(batches):
-            if i >= max_batches:
-                break
-            inputs = batch["inputs"].to(device)
-            model.prepare_memory({"mask_keep_memory": batch["mask_keep_memory"].to(device)})
-            flow = model(inputs)[-1].float().cpu().numpy()
-            inputs = inputs.cpu().numpy()
-            for t in range(inputs.shape[0]):
-                tiles = []
-                for b in range(inputs.shape[1]):
-                    mask = np.abs(inputs[t, b]).sum(0) > 0 if mask_by_input else None
-                    tiles.append(draw_arrows(vis(inputs[t, b]), flow[t, b], step=step, mask=mask))
-                yield make_grid(tiles)
-    finally:
-        clear_recurrent_states(model)
-        model.train(was_training)
+    for _batch, inputs in model_batches(model, batches, max_batches):
+        flow = model(inputs)[-1].float().cpu().numpy()
+        inputs = inputs.cpu().numpy()
+        for t in range(inputs.shape[0]):
+            tiles = []
+            for b in range(inputs.shape[1]):
+                mask = np.abs(inputs[t, b]).sum(0) > 0 if mask_by_input else None
+                tiles.append(draw_arrows(vis(inputs[t, b]), flow[t, b], step=step, mask=mask))
+            yield make_grid(tiles)
