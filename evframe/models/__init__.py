@@ -11,6 +11,7 @@ from evframe.models.layers import (
     make_norm,
 )
 from evframe.models.temporal import (
+    BinHistory,
     ConvGRUCell,
     ConvLSTMCell,
     ConvRNN,
@@ -25,6 +26,7 @@ from evframe.models.temporal import (
 )
 
 __all__ = [
+    "BinHistory",
     "ConvGRUCell",
     "ConvLSTMCell",
     "ConvLayer",

@@ -8,7 +8,8 @@
   (streaming). Call :meth:`ConvRNN.reset` with the loader's ``mask_keep_memory`` before each batch (zeroes the
   state of streams that start a new recording) and :meth:`ConvRNN.detach` after each optimiser step (truncated
   back-propagation through time: gradients stop at the batch boundary but the state values carry on).
-* :func:`reset_recurrent_states` / :func:`detach_recurrent_states` apply these to every ConvRNN in a module tree.
+* :class:`BinHistory` stacks each bin with the bins before it (kept across calls the same way).
+* :func:`reset_recurrent_states` / :func:`detach_recurrent_states` apply these to every stateful module in a tree.
 """
 
 from __future__ import annotations
@@ -263,24 +264,80 @@ class ConvRNN(nn.Module):
         self.timepool.clear()
 
 
-def recurrent_modules(module: nn.Module) -> list[ConvRNN]:
-    """All :class:`ConvRNN` inside ``module`` (itself included)."""
-    return [m for m in module.modules() if isinstance(m, ConvRNN)]
+class BinHistory(nn.Module):
+    """Stacks each time bin with the ``num_bins`` bins before it: ``(T, B, C, H, W) -> (T, B, (1 + n) * C, H, W)``.
+
+    Output channels ``[x_t, x_{t-1}, ..., x_{t-n}]`` (C each). The bins before the first one of a call come from the
+    previous call (the same streams, as a :class:`ConvRNN` state), so a network looking at bin ``t`` sees
+    ``(1 + n) * delta_t`` of events at full resolution however the recording is cut into batches. This is what lets
+    it measure motion slower than a pixel per bin, which leaves no trace inside one bin. The stored bins are input
+    data (never part of the graph); :meth:`reset` with ``mask_keep_memory`` zeroes them for streams that start a new
+    recording (an empty past: no events), :meth:`clear` drops them, :meth:`detach` is a no-op.
+    """
+
+    def __init__(self, num_bins: int) -> None:
+        super().__init__()
+        if int(num_bins) != num_bins or num_bins < 1:
+            raise ValueError(f"BinHistory: num_bins must be an integer >= 1, got {num_bins!r}")
+        self.num_bins = int(num_bins)
+        self.past: torch.Tensor | None = None  # (n, B, C, H, W), oldest first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_5d(x, "BinHistory")
+        n = self.num_bins
+        past = self.past
+        if past is None or past.shape[1:] != x.shape[1:] or past.device != x.device or past.dtype != x.dtype:
+            past = x.new_zeros((n, *x.shape[1:]))
+        sequence = torch.cat((past, x), dim=0)  # (n + T, B, C, H, W)
+        t = x.shape[0]
+        self.past = sequence[-n:].detach()
+        # channel block j holds x_{t-j}: the slice of `sequence` shifted back by j bins
+        return torch.cat([sequence[n - j: n - j + t] for j in range(n + 1)], dim=2)
+
+    def reset(self, mask_keep_memory: torch.Tensor) -> None:
+        """Zeroes the stored bins of streams whose ``mask_keep_memory`` ``(B,)`` is 0; drops them on a batch size
+        change."""
+        if self.past is None:
+            return
+        mask = torch.as_tensor(mask_keep_memory)
+        if mask.ndim != 1:
+            raise ValueError(f"BinHistory.reset: mask_keep_memory must have shape (B,), got {tuple(mask.shape)}")
+        if self.past.shape[1] != mask.shape[0]:
+            self.past = None
+            return
+        self.past = self.past * mask.to(device=self.past.device, dtype=self.past.dtype).view(1, -1, 1, 1, 1)
+
+    def detach(self) -> None:
+        """Nothing to cut: the stored bins are inputs, kept outside the graph."""
+
+    def clear(self) -> None:
+        """Drops the stored bins (the next call starts with an empty past)."""
+        self.past = None
+
+
+#: Modules holding a per-stream state across calls (reset by ``mask_keep_memory``).
+STATEFUL_MODULES: tuple[type[nn.Module], ...] = (ConvRNN, BinHistory)
+
+
+def recurrent_modules(module: nn.Module) -> list[nn.Module]:
+    """Every module inside ``module`` (itself included) that keeps a state across calls: :class:`ConvRNN` and
+    :class:`BinHistory`."""
+    return [m for m in module.modules() if isinstance(m, STATEFUL_MODULES)]
 
 
 def reset_recurrent_states(module: nn.Module, mask_keep_memory: torch.Tensor) -> None:
-    """Calls :meth:`ConvRNN.reset` on every ConvRNN inside ``module``."""
+    """Calls ``reset`` on every stateful module (see :func:`recurrent_modules`) inside ``module``."""
     for rnn in recurrent_modules(module):
         rnn.reset(mask_keep_memory)
 
 
 def detach_recurrent_states(module: nn.Module) -> None:
-    """Calls :meth:`ConvRNN.detach` on every ConvRNN inside ``module``."""
+    """Calls ``detach`` on every stateful module (see :func:`recurrent_modules`) inside ``module``."""
     for rnn in recurrent_modules(module):
         rnn.detach()
 
 
 def clear_recurrent_states(module: nn.Module) -> None:
-    """Calls :meth:`ConvRNN.clear` on every ConvRNN inside ``module``."""
+    """Calls ``clear`` on every stateful module (see :func:`recurrent_modules`) inside ``module``."""
     for rnn in recurrent_modules(module):
         rnn.clear()

@@ -89,6 +89,8 @@ def main() -> None:
     baseline_times = {}
     rows = [("plain3conv", lambda: PlainConvNet(c))] + [(n, lambda n=n: FEATURE_EXTRACTORS[n](c))
                                                         for n in FEATURE_EXTRACTORS]
+    # the stem also sees the previous bin (model.context_bins=1)
+    rows.append(("midinet2+ctx1", lambda: FEATURE_EXTRACTORS["midinet2"](c, context_bins=1)))
     for name, factory in rows:
         model = factory()
         n_params = sum(p.numel() for p in model.parameters())

@@ -124,6 +124,20 @@ def test_flow_loss_weights_and_levels(translation_case):
     assert two_levels["l1"].item() == pytest.approx(0.75 + 1.5)
 
 
+def test_coarse_level_decay_weights_levels_from_the_finest(translation_case):
+    inputs, true_flow = translation_case
+    # l1 of the pyramid levels: 1.5 at full resolution, 0.75 at half, 0.375 at quarter (pixels of each level)
+    pyramid = [true_flow[..., ::4, ::4] / 4, true_flow[..., ::2, ::2] / 2, true_flow]
+    decayed = FlowLoss({"l1": 1.0}, coarse_level_decay=0.5)(inputs, pyramid)["l1"].item()
+    assert decayed == pytest.approx(0.25 * 0.375 + 0.5 * 0.75 + 1.5)
+    explicit = FlowLoss({"l1": 1.0}, level_weights=[0.25, 0.5, 1.0])(inputs, pyramid)["l1"].item()
+    assert explicit == pytest.approx(decayed)
+    assert FlowLoss({"l1": 1.0}, coarse_level_decay=0.0)(inputs, pyramid)["l1"].item() == pytest.approx(1.5)
+    assert FlowLoss({"l1": 1.0})(inputs, pyramid)["l1"].item() == pytest.approx(0.375 + 0.75 + 1.5)
+    with pytest.raises(ValueError, match="coarse_level_decay"):
+        FlowLoss({"l1": 1.0}, coarse_level_decay=-1.0)
+
+
 def test_unknown_loss_name_lists_valid_names():
     with pytest.raises(ValueError, match="unknown loss name") as info:
         FlowLoss({"dataa": 1.0})

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from evframe.models.temporal import (
+    BinHistory,
     ConvRNN,
     batch_to_time,
     clear_recurrent_states,
@@ -163,6 +164,41 @@ def test_tree_helpers():
     assert all(not rnn.timepool.prev_h.requires_grad for rnn in recurrent_modules(net))
     clear_recurrent_states(net)
     assert all(rnn.timepool.prev_h is None for rnn in recurrent_modules(net))
+
+
+def test_bin_history_stacks_previous_bins_across_calls():
+    history = BinHistory(2)
+    x = torch.arange(6, dtype=torch.float32).view(3, 2, 1, 1, 1)  # bin t of stream b holds 2t + b
+    out = history(x)[..., 0, 0]  # (T, B, 3): [x_t, x_{t-1}, x_{t-2}]
+    assert out[:, 0].tolist() == [[0, 0, 0], [2, 0, 0], [4, 2, 0]]
+    assert out[:, 1].tolist() == [[1, 0, 0], [3, 1, 0], [5, 3, 1]]
+    # the next call continues the streams; stream 1 starts a new recording (empty past)
+    history.reset(torch.tensor([1.0, 0.0]))
+    out = history(x + 6)[..., 0, 0]
+    assert out[:, 0].tolist() == [[6, 4, 2], [8, 6, 4], [10, 8, 6]]
+    assert out[:, 1].tolist() == [[7, 0, 0], [9, 7, 0], [11, 9, 7]]
+    # a batch cut differently gives the same stacks: one bin at a time
+    history.clear()
+    stepped = torch.cat([history(x[t:t + 1]) for t in range(3)])
+    history.clear()
+    assert torch.equal(stepped, history(x))
+
+
+def test_bin_history_is_a_stateful_module_outside_the_graph():
+    net = nn.Sequential(BinHistory(1), ConvRNN(2, 2))
+    assert len(recurrent_modules(net)) == 2
+    x = torch.rand(2, 3, 1, 4, 4, requires_grad=True)
+    net(x)
+    assert not net[0].past.requires_grad  # inputs of the past are data: no gradient flows into them
+    reset_recurrent_states(net, torch.tensor([0.0, 1.0, 1.0]))
+    assert (net[0].past[:, 0] == 0).all() and torch.equal(net[0].past[:, 1], x[-1:, 1].detach())
+    reset_recurrent_states(net, torch.tensor([1.0, 1.0]))  # another batch size: the past is dropped
+    assert net[0].past is None
+    net(x)
+    clear_recurrent_states(net)
+    assert net[0].past is None
+    with pytest.raises(ValueError, match="num_bins"):
+        BinHistory(0)
 
 
 def test_bad_arguments():

@@ -2,7 +2,8 @@
 
 All networks share one layout (:class:`RecurrentUNet`), for ``scales = S`` and ``base = b``:
 
-* stem: a 3x3 conv layer at full resolution, ``C -> b`` channels;
+* stem: a 3x3 conv layer at full resolution, ``C -> b`` channels (``(1 + context_bins) * C -> b`` when the stem
+  also sees the ``context_bins`` bins before each one, see :class:`~evframe.models.temporal.BinHistory`);
 * encoder: ``S`` stride-2 layers, level ``i`` (1..S) has ``b * 2**i`` channels at ``1 / 2**i`` resolution
   (recurrent ConvRNNs for ``eminet``; conv + squeeze-excitation for ``midinet``);
 * middle (``midinet``: one ConvRNN; ``midinet2``: ``depth`` ConvRNNs with a residual connection) at ``1 / 2**S``;
@@ -29,6 +30,7 @@ from torch import nn
 
 from evframe.models.layers import SEConvLayer, conv_layer
 from evframe.models.temporal import (
+    BinHistory,
     ConvRNN,
     batch_to_time,
     clear_recurrent_states,
@@ -73,6 +75,10 @@ class RecurrentUNet(nn.Module):
         norm, act: normalisation and activation of the conv layers (see :mod:`evframe.models.layers`).
         channels_last: run the convolutions in channels-last memory format (2-3x faster small-channel convolutions
             on CPU; harmless on GPU). Outputs are returned contiguous either way.
+        context_bins: the stem also sees this many previous time bins of the input, at full resolution (0: only
+            the current bin, as Metavision's networks). Motion under a pixel per bin leaves almost no trace inside
+            one bin, and the recurrent layers at coarse resolution cannot see it either; stacking the previous
+            bins makes it visible where it happens.
     """
 
     def __init__(
@@ -88,11 +94,13 @@ class RecurrentUNet(nn.Module):
         norm: str = "batch",
         act: str = "relu",
         channels_last: bool = True,
+        context_bins: int = 0,
     ) -> None:
         super().__init__()
         self.channels_last = channels_last
         for key, value, minimum in (("n_input_channels", n_input_channels, 1), ("base", base, 1),
-                                    ("scales", scales, 1), ("middle_depth", middle_depth, 0)):
+                                    ("scales", scales, 1), ("middle_depth", middle_depth, 0),
+                                    ("context_bins", context_bins, 0)):
             if int(value) != value or value < minimum:
                 raise ValueError(f"RecurrentUNet: {key} must be an integer >= {minimum}, got {value!r}")
         if encoder not in ENCODERS:
@@ -104,8 +112,10 @@ class RecurrentUNet(nn.Module):
         channels = [base * 2**i for i in range(scales + 1)]
         self.channels = channels
 
+        self.history = BinHistory(context_bins) if context_bins else None
         # A full conv at the stem: with few input channels a depthwise conv would see one polarity/micro bin at once.
-        self.stem = conv_layer(n_input_channels, base, 3, 1, norm=norm, act=act, separable=False)
+        self.stem = conv_layer(n_input_channels * (1 + context_bins), base, 3, 1, norm=norm, act=act,
+                               separable=False)
         self.encoders = nn.ModuleList()
         for i in range(1, scales + 1):
             if encoder == "rnn":
@@ -174,6 +184,8 @@ class RecurrentUNet(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}: expected inputs (T, B, {self.n_input_channels}, H, W), got {tuple(x.shape)}"
             )
+        if self.history is not None:
+            x = self.history(x)
         t, b, _, h, w = x.shape
         factor = 2**self.scales
         pad_h, pad_w = (-h) % factor, (-w) % factor
@@ -221,7 +233,7 @@ def eminet(n_input_channels: int, base: int = 16, scales: int = 3, separable: bo
         scales: number of encoder layers (and decoder levels).
         separable: depthwise-separable convolutions (fewer parameters, harder to train).
         rnn_cell: ``"lstm"`` or ``"gru"``.
-        **kwargs: ``norm``, ``act`` (see :class:`RecurrentUNet`).
+        **kwargs: ``norm``, ``act``, ``context_bins`` (see :class:`RecurrentUNet`).
     """
     return RecurrentUNet(n_input_channels, base, scales, separable, rnn_cell, encoder="rnn", middle_depth=0,
                          **kwargs)

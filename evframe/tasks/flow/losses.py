@@ -425,7 +425,12 @@ class FlowLoss(nn.Module):
         channels_per_micro_bin: see :func:`split_micro_bins` (2 for event_cube with split polarity).
         blur_sigma: Gaussian blur (pixels of each level) of the tensors compared by the task terms.
         eps: Charbonnier epsilon.
-        level_weights: optional weight per pyramid level (coarse to fine); default 1 for every level.
+        level_weights: optional weight per pyramid level (coarse to fine); default: see ``coarse_level_decay``.
+        coarse_level_decay: without ``level_weights``, level ``j`` of ``L`` (0 = coarsest) weighs
+            ``coarse_level_decay ** (L - 1 - j)``: the finest level 1, each coarser one ``coarse_level_decay`` times
+            the next finer (1: every level alike, as Metavision). A coarse pixel mixes an object with the
+            background around it; a smaller weight there keeps the blurred object motion of the coarse levels
+            from spreading into the background of the finest one.
         deblur_window: bins warped together by ``bw_deblur`` (1: each bin alone, as Metavision; see
             :func:`bw_deblur_loss`).
 
@@ -442,10 +447,14 @@ class FlowLoss(nn.Module):
         eps: float = 1e-3,
         level_weights: Sequence[float] | None = None,
         deblur_window: int = 1,
+        coarse_level_decay: float = 1.0,
     ) -> None:
         super().__init__()
         if int(deblur_window) < 1:
             raise ValueError(f"FlowLoss: deblur_window must be >= 1, got {deblur_window}")
+        if not (math.isfinite(float(coarse_level_decay)) and float(coarse_level_decay) >= 0):
+            raise ValueError(f"FlowLoss: coarse_level_decay must be a finite number >= 0, got {coarse_level_decay}")
+        self.coarse_level_decay = float(coarse_level_decay)
         self.deblur_window = int(deblur_window)
         self.weights = validate_loss_weights(DEFAULT_LOSS_WEIGHTS if weights is None else weights)
         if masked_terms is True:
@@ -461,6 +470,12 @@ class FlowLoss(nn.Module):
         self.blur_sigma = float(blur_sigma)
         self.eps = float(eps)
         self.level_weights = None if level_weights is None else [float(w) for w in level_weights]
+
+    def level_weight(self, level: int, num_levels: int) -> float:
+        """Weight of pyramid level ``level`` (0 = coarsest) of ``num_levels``."""
+        if self.level_weights is not None:
+            return self.level_weights[level]
+        return self.coarse_level_decay ** (num_levels - 1 - level)
 
     def extra_repr(self) -> str:
         return f"weights={self.weights}, masked_terms={self.masked_terms}, blur_sigma={self.blur_sigma}"
@@ -519,7 +534,7 @@ class FlowLoss(nn.Module):
             size = tuple(flow.shape[-2:])
             level_inputs = resize_inputs(inputs, size)
             level_mask = None if full_mask is None else resize_mask(full_mask, size)
-            lw = 1.0 if self.level_weights is None else self.level_weights[level]
+            lw = self.level_weight(level, len(flows))
             for name, value in self.level_terms(level_inputs, flow, level_mask).items():
                 weighted = value * (self.weights[name] * lw)
                 totals[name] = totals[name] + weighted if name in totals else weighted

@@ -1,0 +1,85 @@
+"""Breaks a trained flow run's test error down by recording, ground-truth speed and motion boundary.
+
+    python experiments/analysis/flow_breakdown.py outputs/flow/runs/<stamp> [--ckpt FILE] [--split test]
+
+Prints :class:`evframe.tasks.flow.analysis.ErrorBreakdown`'s table (AEE and zero-flow AEE on pixels with events,
+at the network resolution, in pixels per bin), then, per recording, the self-supervised loss (finest level) of the
+prediction beside that of the ground truth and of zero flow. When the prediction scores a lower loss than the
+ground truth, the loss, not the network, limits the accuracy on that recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from evframe.config.instantiate import instantiate
+from evframe.tasks.flow.analysis import ErrorBreakdown
+from evframe.utils.checkpoint import load_module_weights
+
+
+def default_checkpoint(run_dir: Path) -> Path:
+    """The best epoch checkpoint of a run (``epochNNN.ckpt``), else ``last.ckpt``."""
+    best = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    path = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
+    if not path.exists():
+        raise SystemExit(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; give one with --ckpt")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a flow run directory (holds config.yaml and checkpoints/)")
+    parser.add_argument("--ckpt", type=Path, default=None)
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+    config_path = args.run_dir / "config.yaml"
+    if not config_path.exists():
+        raise SystemExit(f"{args.run_dir}: no config.yaml (is it a run directory?)")
+    cfg = OmegaConf.load(config_path)
+    if cfg.task.name != "flow":
+        raise SystemExit(f"{args.run_dir}: a {cfg.task.name} run; this breakdown is for flow runs")
+    ckpt = args.ckpt or default_checkpoint(args.run_dir)
+    module = instantiate(cfg.task.module, allowed_targets=cfg.get("allowed_targets"))
+    load_module_weights(module, str(ckpt))
+    module.eval()
+    datamodule = instantiate(cfg.task.datamodule, allowed_targets=cfg.get("allowed_targets"))
+    datamodule.prepare_data()
+    loader = datamodule.make_loader(args.split, shuffle=False)
+    breakdown = ErrorBreakdown()
+    losses: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    with torch.no_grad():
+        for batch in loader:
+            module.prepare_memory(batch)
+            flow = module(batch["inputs"])[-1]
+            for b, info in enumerate(batch["video_infos"]):
+                name = Path(str(info[0].path)).stem
+                labels = [row[b] for row in batch["labels"]]
+                for t, gt in enumerate(labels):
+                    if gt is not None and bool(batch["frame_is_labeled"][t, b]):
+                        gt = torch.as_tensor(gt)
+                        breakdown.update(flow[t, b][None], gt[None], batch["inputs"][t, b].abs().sum(0)[None] > 0,
+                                         group=name)
+                if any(gt is None for gt in labels):
+                    continue
+                gt = torch.nan_to_num(torch.stack([torch.as_tensor(g) for g in labels]))[:, None]
+                inputs = batch["inputs"][:, b:b + 1]
+                for tag, candidate in (("prediction", flow[:, b:b + 1]), ("ground truth", gt), ("zero", gt * 0)):
+                    terms = module.loss.level_terms(inputs, candidate)
+                    losses[name][tag] += sum(float(v) * module.loss.weights[k] for k, v in terms.items())
+                losses[name]["batches"] += 1
+    print(f"{args.run_dir} ({ckpt.name}), split {args.split}: AEE in pixels per bin on pixels with events")
+    print(breakdown.format())
+    print("\nloss (finest level, weighted sum of the terms) per fully labelled batch")
+    for name, values in losses.items():
+        n = max(values["batches"], 1)
+        print(f"{name:<28}" + "".join(f"{tag} {values[tag] / n:+.4f}   "
+                                      for tag in ("prediction", "ground truth", "zero")))
+
+
+if __name__ == "__main__":
+    main()
