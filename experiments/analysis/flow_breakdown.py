@@ -4,8 +4,9 @@
 
 Prints :class:`evframe.tasks.flow.analysis.ErrorBreakdown`'s table (AEE and zero-flow AEE on pixels with events,
 at the network resolution, in pixels per bin), then, per recording, the self-supervised loss (finest level) of the
-prediction beside that of the ground truth and of zero flow. When the prediction scores a lower loss than the
-ground truth, the loss, not the network, limits the accuracy on that recording.
+prediction beside that of the ground truth and of zero flow, over the whole image and (data term) only at pixels
+farther than ``--far-radius`` pixels from any motion boundary. When the prediction scores a lower loss than the
+ground truth, the loss, not the network, limits the accuracy there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from omegaconf import OmegaConf
 
 from evframe.config.instantiate import instantiate
-from evframe.tasks.flow.analysis import ErrorBreakdown
+from evframe.tasks.flow.analysis import ErrorBreakdown, motion_boundaries
+from evframe.tasks.flow.losses import data_loss, gaussian_blur
 from evframe.utils.checkpoint import load_module_weights
 
 
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="a flow run directory (holds config.yaml and checkpoints/)")
     parser.add_argument("--ckpt", type=Path, default=None)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--far-radius", type=int, default=10,
+                        help="pixels from a motion boundary beyond which the data term is also compared")
     args = parser.parse_args()
     config_path = args.run_dir / "config.yaml"
     if not config_path.exists():
@@ -68,17 +72,22 @@ def main() -> None:
                     continue
                 gt = torch.nan_to_num(torch.stack([torch.as_tensor(g) for g in labels]))[:, None]
                 inputs = batch["inputs"][:, b:b + 1]
+                far = (~motion_boundaries(gt[:, 0], radius=args.far_radius))[:, None]  # (T, 1, H, W)
+                blurred = gaussian_blur(inputs[:, 0], module.loss.blur_sigma)[:, None]
                 for tag, candidate in (("prediction", flow[:, b:b + 1]), ("ground truth", gt), ("zero", gt * 0)):
                     terms = module.loss.level_terms(inputs, candidate)
                     losses[name][tag] += sum(float(v) * module.loss.weights[k] for k, v in terms.items())
+                    losses[name]["far " + tag] += float(data_loss(blurred, candidate, far, blur_sigma=0.0))
                 losses[name]["batches"] += 1
     print(f"{args.run_dir} ({ckpt.name}), split {args.split}: AEE in pixels per bin on pixels with events")
     print(breakdown.format())
-    print("\nloss (finest level, weighted sum of the terms) per fully labelled batch")
+    print("\nloss (finest level, weighted sum of the terms) per fully labelled batch; then the data term alone at "
+          f"pixels farther than {args.far_radius} px from a motion boundary")
     for name, values in losses.items():
         n = max(values["batches"], 1)
-        print(f"{name:<28}" + "".join(f"{tag} {values[tag] / n:+.4f}   "
-                                      for tag in ("prediction", "ground truth", "zero")))
+        for prefix in ("", "far "):
+            print(f"{name:<28}{prefix or 'all':<5}" + "".join(f"{tag} {values[prefix + tag] / n:+.4f}   "
+                                                          for tag in ("prediction", "ground truth", "zero")))
 
 
 if __name__ == "__main__":
