@@ -33,7 +33,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 #: key of evframe's entry in a Lightning checkpoint dict
@@ -135,6 +135,33 @@ def wandb_run_id(loggers: Iterable[Any]) -> str | None:
             version = logger.version
             return None if version is None else str(version)
     return None
+
+
+class BestModelCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose best score survives a resume into another run directory.
+
+    Lightning keeps ``best_model_score`` and the top-k bookkeeping only when the resumed run writes to the same
+    directory. A run started with ``ckpt_path=<another run's checkpoint>`` would then call its first epoch the best
+    and test that, even when an epoch before the interruption scored better. This subclass restores the best
+    score, path and top-k entries whatever the directory, keeping only the checkpoint files that still exist
+    (Lightning never deletes files outside the current directory, so the earlier best stays where it was).
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            return
+        kept = {path: score for path, score in (state_dict.get("best_k_models") or {}).items()
+                if Path(path).exists()}
+        best_path = state_dict.get("best_model_path") or ""
+        if not best_path or not Path(best_path).exists():
+            return  # the earlier best file is gone: nothing to test later, start the ranking afresh
+        self.best_model_path = best_path
+        self.best_model_score = state_dict.get("best_model_score")
+        self.best_k_models = kept
+        self.kth_best_model_path = state_dict.get("kth_best_model_path", "") if kept else ""
+        if kept:
+            self.kth_value = state_dict.get("kth_value", self.kth_value)
 
 
 class RunMetadata(L.Callback):

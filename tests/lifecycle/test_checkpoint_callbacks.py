@@ -11,9 +11,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from evframe.utils.checkpoint import InterruptCheckpoint, read_checkpoint
+from evframe.utils.checkpoint import BestModelCheckpoint, InterruptCheckpoint, read_checkpoint
 
 
 class TinyModule(L.LightningModule):
@@ -121,3 +122,29 @@ def test_last_checkpoint_follows_every_epoch_when_the_metric_does_not_improve(tm
     assert names == ["epoch000.ckpt", "last.ckpt"]
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["epoch"] == 2
     assert trainer.checkpoint_callback.best_model_path.endswith("epoch000.ckpt")  # the runner tests this one
+
+
+def test_best_score_survives_a_resume_into_another_directory(tmp_path: Path) -> None:
+    old_dir, new_dir = tmp_path / "run_a" / "checkpoints", tmp_path / "run_b" / "checkpoints"
+    old_dir.mkdir(parents=True)
+    best = old_dir / "epoch000.ckpt"
+    best.write_bytes(b"weights")
+    state = {"dirpath": str(old_dir), "monitor": "val/aee", "best_model_score": torch.tensor(0.29),
+             "best_model_path": str(best), "best_k_models": {str(best): torch.tensor(0.29)},
+             "kth_best_model_path": str(best), "kth_value": torch.tensor(0.29), "last_model_path": ""}
+    plain = ModelCheckpoint(dirpath=new_dir, monitor="val/aee", mode="min")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        plain.load_state_dict(dict(state))
+    assert plain.best_model_score is None  # Lightning forgets the score: the next epoch would be "best"
+    kept = BestModelCheckpoint(dirpath=new_dir, monitor="val/aee", mode="min")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        kept.load_state_dict(dict(state))
+    assert float(kept.best_model_score) == pytest.approx(0.29)
+    assert kept.best_model_path == str(best) and list(kept.best_k_models) == [str(best)]
+    assert float(kept.kth_value) == pytest.approx(0.29)
+    # once the earlier best file is gone there is nothing to test later: the ranking starts afresh
+    best.unlink()
+    fresh = BestModelCheckpoint(dirpath=new_dir, monitor="val/aee", mode="min")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        fresh.load_state_dict(dict(state))
+    assert fresh.best_model_score is None and fresh.best_k_models == {}
