@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from evframe.tasks.flow.analysis import ErrorBreakdown, motion_boundaries
+from evframe.tasks.flow.analysis import ErrorBreakdown, motion_boundaries, spread_object_motion
 
 
 def _step_flow(h: int = 6, w: int = 20, edge: int = 10, right: tuple[float, float] = (2.0, 0.0)) -> torch.Tensor:
@@ -60,3 +60,37 @@ def test_error_breakdown_sums():
         ErrorBreakdown(speed_edges=(1.0, 0.5))
     with pytest.raises(ValueError, match="mask"):
         breakdown.update(pred, gt, torch.ones(6, 20, dtype=torch.bool))
+
+
+def test_error_breakdown_distance_bands_of_a_step():
+    """Step at column 10 of 20: a window of radius r holds the jump for columns 10-r .. 9+r."""
+    gt = _step_flow(right=(0.0, 2.0))
+    pred = gt + torch.tensor([0.3, 0.4]).view(1, 2, 1, 1)  # endpoint error 0.5 everywhere
+    mask = torch.ones(1, 6, 20, dtype=torch.bool)
+    mask[0, 0, :] = False  # 5 scored rows
+    breakdown = ErrorBreakdown(distance_radii=(1, 2, 4))
+    breakdown.update(pred, gt, mask)
+    rows = {r["subset"]: r for r in breakdown.rows() if r["group"] == "all"}
+    # columns 9, 10 | 8, 11 | 6, 7, 12, 13 | the other 12
+    assert [rows[k]["n"] for k in ("distance (0, 1] px", "distance (1, 2] px", "distance (2, 4] px",
+                                   "distance > 4 px")] == [10, 10, 20, 60]
+    # within 1 px: zero flow errs by 2 on column 10 only -> ratio 0.5 * 10 / (2 * 5)
+    assert rows["distance (0, 1] px"]["ratio"] == pytest.approx(0.5)
+    assert sum(rows[k]["share"] for k in rows if k.startswith("distance")) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="distance_radii"):
+        ErrorBreakdown(distance_radii=(2, 1))
+
+
+def test_spread_object_motion_grows_a_square_object():
+    gt = torch.zeros(1, 2, 11, 11)
+    gt[0, 0, 4:7, 4:7] = 2.0  # a 3x3 object moving right over a still background
+    assert torch.equal(spread_object_motion(gt, 0), gt)
+    one = spread_object_motion(gt, 1)
+    expected = torch.zeros(1, 2, 11, 11)
+    expected[0, 0, 3:8, 3:8] = 2.0  # grown by one pixel on every side, corners included
+    assert torch.allclose(one, expected, atol=1e-6)
+    two = spread_object_motion(gt, 2)
+    assert torch.allclose(two[0, 0, 2:9, 2:9], torch.full((7, 7), 2.0), atol=1e-6)
+    assert two[0, 0, 1].abs().max() == 0 and two[0, 1].abs().max() == 0
+    with pytest.raises(ValueError, match="radius"):
+        spread_object_motion(gt, -1)

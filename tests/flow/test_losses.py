@@ -9,6 +9,7 @@ import torch
 from evframe.tasks.flow.losses import (
     LOSS_NAMES,
     FlowLoss,
+    bins_warped_to_start,
     bw_deblur_loss,
     charbonnier,
     data_loss,
@@ -18,7 +19,9 @@ from evframe.tasks.flow.losses import (
     smoothness_loss,
     split_micro_bins,
     time_consistency_loss,
+    unoccluded_mask,
 )
+from evframe.tasks.flow.warping import forward_density
 from tests.flow.conftest import constant_flow, make_texture, render, translation
 
 TASK_TERMS = {"data": data_loss, "time_consistency": time_consistency_loss, "bw_deblur": bw_deblur_loss}
@@ -258,3 +261,54 @@ def test_bw_deblur_over_a_window_of_bins_prefers_the_true_flow(window: int) -> N
     assert bw_deblur_loss(inputs[:1], true_flow[:1], window=window).item() == 0.0  # fewer bins than the window
     with pytest.raises(ValueError, match="window"):
         bw_deblur_loss(inputs, true_flow, window=0)
+
+
+def test_bins_warped_to_start_moves_each_micro_bin_back_by_its_time() -> None:
+    """Two micro bins (centres 0.25 and 0.75 of the bin) hold a dot at x=2 and x=4: a flow of 4 px per bin puts both
+    at x=1, where the dot was at the bin start; zero flow leaves them apart."""
+    inputs = torch.zeros(1, 1, 2, 1, 8)  # (T, B, C = 2 micro bins x 1 channel, H, W)
+    inputs[0, 0, 0, 0, 2] = 1.0
+    inputs[0, 0, 1, 0, 4] = 1.0
+    flow = torch.zeros(1, 1, 2, 1, 8)
+    flow[:, :, 0] = 4.0
+    warped = bins_warped_to_start(inputs, flow, channels_per_micro_bin=1)
+    assert warped.shape == (1, 1, 1, 1, 8)
+    assert warped[0, 0, 0, 0].tolist() == pytest.approx([0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], abs=1e-5)
+    still = bins_warped_to_start(inputs, torch.zeros_like(flow), channels_per_micro_bin=1)
+    assert still[0, 0, 0, 0].tolist() == pytest.approx([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0], abs=1e-5)
+
+
+@pytest.mark.parametrize("term", ["data", "time_consistency"])
+def test_motion_compensated_terms_prefer_true_flow(term, case):
+    inputs, true_flow = case
+    loss = FlowLoss({term: 1.0}, motion_compensated=True, blur_sigma=1.0)
+    best = loss(inputs, true_flow)[term].item()
+    for name, wrong in {"zero": torch.zeros_like(true_flow), "opposite": -true_flow, "2x too large": 2 * true_flow,
+                        "half": 0.5 * true_flow}.items():
+        value = loss(inputs, wrong)[term].item()
+        assert best < value, f"{term}: loss(true)={best:.4f} is not below loss({name})={value:.4f}"
+    plain = FlowLoss({term: 1.0}, blur_sigma=1.0)(inputs, true_flow)[term].item()
+    assert best != pytest.approx(plain)  # the option changes what is compared
+
+
+def test_unoccluded_mask_leaves_out_pixels_that_land_where_another_surface_lands() -> None:
+    """Pixels 2 and 3 move by +2 onto pixels 4 and 5, which stay: density 2 there, so 2, 3, 4 and 5 are left out;
+    the uncovered pixels 2 and 3 of the next bin receive nothing, which leaves the others alone."""
+    flow = torch.zeros(1, 1, 2, 1, 8)
+    flow[0, 0, 0, 0, 2:4] = 2.0
+    assert forward_density(flow[0])[0, 0, 0].tolist() == [1.0, 1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 1.0]
+    mask = unoccluded_mask(flow)
+    assert mask.shape == (1, 1, 1, 1, 8)
+    assert mask[0, 0, 0, 0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    assert unoccluded_mask(torch.full((1, 1, 2, 1, 8), 0.5))[0, 0, 0, 0, :7].tolist() == [1.0] * 7
+
+
+@pytest.mark.parametrize("term", ["data", "time_consistency"])
+def test_occlusion_masked_terms_prefer_true_flow(term, case):
+    inputs, true_flow = case
+    loss = FlowLoss({term: 1.0}, occlusion_masked=True, blur_sigma=1.0)
+    best = loss(inputs, true_flow)[term].item()
+    for name, wrong in {"zero": torch.zeros_like(true_flow), "opposite": -true_flow, "2x too large": 2 * true_flow,
+                        "half": 0.5 * true_flow}.items():
+        value = loss(inputs, wrong)[term].item()
+        assert best < value, f"{term}: loss(true)={best:.4f} is not below loss({name})={value:.4f}"

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evframe.tasks.flow.warping import backward_warp
+from evframe.tasks.flow.warping import backward_warp, forward_density
 
 LOSS_NAMES = ("data", "time_consistency", "bw_deblur", "smoothness", "smoothness2", "l1")
 TASK_TERMS = ("data", "time_consistency", "bw_deblur")
@@ -268,6 +268,39 @@ def image_of_warped_events(
     return warp_micro_bins(micro, flow, times, ref_time).sum(dim=1)
 
 
+def bins_warped_to_start(inputs: torch.Tensor, flow: torch.Tensor, channels_per_micro_bin: int = 2) -> torch.Tensor:
+    """Each bin's image of warped events at its start: inputs ``(T, B, C, H, W)``, flow ``(T, B, 2, H, W)`` ->
+    ``(T, B, P, H, W)``.
+
+    Micro bin ``k`` of bin ``t`` is sampled at ``p + tau_k * F_t(p)`` (:func:`warp_micro_bins`) and the ``K`` micro
+    bins summed (``P = channels_per_micro_bin``). With the true flow this is the edge map of the scene at the bin start,
+    the time the flow labels describe: an object's edge that sweeps over background pixels during the bin is moved
+    back to where it started, so the swept pixels no longer hold events that move with the object.
+    """
+    micro = split_micro_bins(inputs, channels_per_micro_bin)
+    t, b, k = micro.shape[:3]
+    iwe = image_of_warped_events(micro.flatten(0, 1), flow.flatten(0, 1), micro_bin_times(k), 0.0)
+    return iwe.view(t, b, *iwe.shape[1:])
+
+
+def unoccluded_mask(flow: torch.Tensor, max_density: float = 1.5) -> torch.Tensor:
+    """Pixels of each bin whose target in the next bin is not shared with another surface: ``(T, B, 2, H, W) ->
+    (T, B, 1, H, W)`` float (no gradient).
+
+    A pixel ``p`` of bin ``t`` is left out when the :func:`~evframe.tasks.flow.warping.forward_density` of ``F_t`` at
+    ``p + F_t(p)`` exceeds ``max_density``: two surfaces land there, as where an object moves onto the background.
+    There the background pixels it covers hold, during the bin, the events of the object's edge sweeping over them;
+    compared with the next bin they are explained best by giving the background the object's motion, while the labels
+    give them the background's. Leaving them out of the photometric terms takes away that reward for a halo of object
+    motion around moving objects.
+    """
+    _check_flow(flow, "unoccluded_mask")
+    t, b = flow.shape[:2]
+    flat = flow.detach().flatten(0, 1)
+    density = backward_warp(forward_density(flat), flat)
+    return (density <= max_density).to(flow.dtype).view(t, b, 1, *flow.shape[-2:])
+
+
 def _spatial_variance(x: torch.Tensor) -> torch.Tensor:
     """Spatial variance per image: ``(..., H, W) -> (...)``."""
     return x.var(dim=(-2, -1), unbiased=False)
@@ -433,6 +466,10 @@ class FlowLoss(nn.Module):
             from spreading into the background of the finest one.
         deblur_window: bins warped together by ``bw_deblur`` (1: each bin alone, as Metavision; see
             :func:`bw_deblur_loss`).
+        occlusion_masked: ``data`` and ``time_consistency`` leave out the pixels that move onto pixels another surface
+            also moves onto (:func:`unoccluded_mask`); False compares every pixel, as Metavision.
+        motion_compensated: ``data`` and ``time_consistency`` compare the bins' images of warped events at their
+            start (:func:`bins_warped_to_start`) instead of the raw bins (False, as Metavision).
 
     ``forward(inputs (T, B, C, H, W), flows: list of (T, B, 2, h_s, w_s) coarse to fine (or one tensor), mask=None)``
     returns ``{name: weighted term summed over levels, ..., "loss": total}`` (scalar tensors).
@@ -448,8 +485,12 @@ class FlowLoss(nn.Module):
         level_weights: Sequence[float] | None = None,
         deblur_window: int = 1,
         coarse_level_decay: float = 1.0,
+        motion_compensated: bool = False,
+        occlusion_masked: bool = False,
     ) -> None:
         super().__init__()
+        self.occlusion_masked = bool(occlusion_masked)
+        self.motion_compensated = bool(motion_compensated)
         if int(deblur_window) < 1:
             raise ValueError(f"FlowLoss: deblur_window must be >= 1, got {deblur_window}")
         if not (math.isfinite(float(coarse_level_decay)) and float(coarse_level_decay) >= 0):
@@ -493,11 +534,19 @@ class FlowLoss(nn.Module):
             # blurring before splitting micro bins is the same as after).
             blurred = _blur5(inputs, self.blur_sigma)
         events = event_mask(inputs) if self.masked_terms else None
+        compared = blurred
+        if self.motion_compensated and any(name in ("data", "time_consistency") for name in active):
+            compared = bins_warped_to_start(blurred, flow, self.channels_per_micro_bin)
+        photometric_mask = mask
+        if self.occlusion_masked and any(name in ("data", "time_consistency") for name in active):
+            # mask of bin t from F_t; time_consistency (bin t+1 warped by F_t) uses that of F_{t+1}, its own step
+            visible = unoccluded_mask(flow)
+            photometric_mask = visible if mask is None else visible * _mask_5d(mask, inputs, "FlowLoss")
         for name in active:
             if name == "data":
-                out[name] = data_loss(blurred, flow, mask, 0.0, self.eps)
+                out[name] = data_loss(compared, flow, photometric_mask, 0.0, self.eps)
             elif name == "time_consistency":
-                out[name] = time_consistency_loss(blurred, flow, mask, 0.0, self.eps)
+                out[name] = time_consistency_loss(compared, flow, photometric_mask, 0.0, self.eps)
             elif name == "bw_deblur":
                 out[name] = bw_deblur_loss(blurred, flow, None, self.channels_per_micro_bin, 0.0,
                                            window=self.deblur_window)

@@ -87,3 +87,25 @@ class Warper(nn.Module):
 
     def forward(self, x: torch.Tensor, flow: torch.Tensor, fraction: float = 1.0) -> torch.Tensor:
         return backward_warp(x, flow * fraction if fraction != 1.0 else flow, self.mode)
+
+
+def forward_density(flow: torch.Tensor) -> torch.Tensor:
+    """How many pixels a flow sends to each pixel: ``(N, 2, H, W) -> (N, 1, H, W)``.
+
+    Every pixel ``p`` is splatted to ``p + flow(p)`` with bilinear weights (summing to 1; the part landing outside
+    the image is dropped). A smooth flow gives about 1 everywhere; where two surfaces move onto the same pixels (an
+    object covering the background it moves over) the density reaches about 2, and where a surface uncovers the
+    background, about 0.
+    """
+    n, _, h, w = flow.shape
+    coords = pixel_grid(h, w, flow.device, flow.dtype).unsqueeze(0) + flow
+    x0, y0 = coords[:, 0].floor(), coords[:, 1].floor()
+    fx, fy = coords[:, 0] - x0, coords[:, 1] - y0
+    density = flow.new_zeros(n, h * w)
+    for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
+                           (1, 1, fx * fy)):
+        xs, ys = x0 + dx, y0 + dy
+        inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+        index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().view(n, -1)
+        density.scatter_add_(1, index, (weight * inside).view(n, -1))
+    return density.view(n, 1, h, w)
