@@ -301,6 +301,13 @@ def test_unoccluded_mask_leaves_out_pixels_that_land_where_another_surface_lands
     assert mask.shape == (1, 1, 1, 1, 8)
     assert mask[0, 0, 0, 0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     assert unoccluded_mask(torch.full((1, 1, 2, 1, 8), 0.5))[0, 0, 0, 0, :7].tolist() == [1.0] * 7
+    # pixel 3 alone moving onto pixel 4 gives a density of 2 there: left out at 1.5, kept at 2.5
+    single = torch.zeros(1, 1, 2, 1, 8)
+    single[0, 0, 0, 0, 3] = 1.0
+    assert unoccluded_mask(single, 1.5)[0, 0, 0, 0].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert unoccluded_mask(single, 2.5)[0, 0, 0, 0].tolist() == [1.0] * 8
+    with pytest.raises(ValueError, match="occlusion_max_density"):
+        FlowLoss({"data": 1.0}, occlusion_masked=True, occlusion_max_density=1.0)
 
 
 @pytest.mark.parametrize("term", ["data", "time_consistency"])

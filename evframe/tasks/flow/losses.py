@@ -468,6 +468,7 @@ class FlowLoss(nn.Module):
             :func:`bw_deblur_loss`).
         occlusion_masked: ``data`` and ``time_consistency`` leave out the pixels that move onto pixels another surface
             also moves onto (:func:`unoccluded_mask`); False compares every pixel, as Metavision.
+        occlusion_max_density: forward density above which a target counts as shared (1 = one pixel's worth).
         motion_compensated: ``data`` and ``time_consistency`` compare the bins' images of warped events at their
             start (:func:`bins_warped_to_start`) instead of the raw bins (False, as Metavision).
 
@@ -487,9 +488,14 @@ class FlowLoss(nn.Module):
         coarse_level_decay: float = 1.0,
         motion_compensated: bool = False,
         occlusion_masked: bool = False,
+        occlusion_max_density: float = 1.5,
     ) -> None:
         super().__init__()
+        if not float(occlusion_max_density) > 1.0:
+            raise ValueError(f"FlowLoss: occlusion_max_density must be > 1 (a smooth flow gives 1 everywhere), got "
+                             f"{occlusion_max_density}")
         self.occlusion_masked = bool(occlusion_masked)
+        self.occlusion_max_density = float(occlusion_max_density)
         self.motion_compensated = bool(motion_compensated)
         if int(deblur_window) < 1:
             raise ValueError(f"FlowLoss: deblur_window must be >= 1, got {deblur_window}")
@@ -540,7 +546,7 @@ class FlowLoss(nn.Module):
         photometric_mask = mask
         if self.occlusion_masked and any(name in ("data", "time_consistency") for name in active):
             # mask of bin t from F_t; time_consistency (bin t+1 warped by F_t) uses that of F_{t+1}, its own step
-            visible = unoccluded_mask(flow)
+            visible = unoccluded_mask(flow, self.occlusion_max_density)
             photometric_mask = visible if mask is None else visible * _mask_5d(mask, inputs, "FlowLoss")
         for name in active:
             if name == "data":
