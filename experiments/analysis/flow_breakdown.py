@@ -23,10 +23,15 @@ from omegaconf import OmegaConf
 
 from evframe.config.instantiate import instantiate
 from evframe.tasks.flow.analysis import ErrorBreakdown, motion_boundaries, spread_object_motion
-from evframe.tasks.flow.losses import data_loss, gaussian_blur
+from evframe.tasks.flow.losses import FlowLoss, data_loss, gaussian_blur
 from evframe.utils.checkpoint import load_module_weights
 
 HALO_RADII = (2, 4, 8)
+
+
+def weighted_loss(loss: FlowLoss, inputs: torch.Tensor, flow: torch.Tensor) -> float:
+    """The finest-level loss of ``flow`` for ``inputs`` (both at one resolution): the weighted sum of its terms."""
+    return sum(float(value) * loss.weights[name] for name, value in loss.level_terms(inputs, flow).items())
 
 
 def default_checkpoint(run_dir: Path) -> Path:
@@ -81,16 +86,14 @@ def main() -> None:
                 far = (~motion_boundaries(gt[:, 0], radius=args.far_radius))[:, None]  # (T, 1, H, W)
                 blurred = gaussian_blur(inputs[:, 0], module.loss.blur_sigma)[:, None]
                 for tag, candidate in (("prediction", flow[:, b:b + 1]), ("ground truth", gt), ("zero", gt * 0)):
-                    terms = module.loss.level_terms(inputs, candidate)
-                    losses[name][tag] += sum(float(v) * module.loss.weights[k] for k, v in terms.items())
+                    losses[name][tag] += weighted_loss(module.loss, inputs, candidate)
                     losses[name]["far " + tag] += float(data_loss(blurred, candidate, far, blur_sigma=0.0))
                 losses[name]["batches"] += 1
                 scored = inputs[:, 0].abs().sum(1) > 0  # (T, H, W) pixels with events
                 halos[name]["zero"] += float(torch.linalg.vector_norm(gt[:, 0], dim=1)[scored].sum())
                 for radius in HALO_RADII:
                     spread = spread_object_motion(gt[:, 0], radius)[:, None]
-                    terms = module.loss.level_terms(inputs, spread)
-                    halos[name][f"loss {radius}"] += sum(float(v) * module.loss.weights[k] for k, v in terms.items())
+                    halos[name][f"loss {radius}"] += weighted_loss(module.loss, inputs, spread)
                     halos[name][f"error {radius}"] += float(
                         torch.linalg.vector_norm(spread[:, 0] - gt[:, 0], dim=1)[scored].sum())
     print(f"{args.run_dir} ({ckpt.name}), split {args.split}: AEE in pixels per bin on pixels with events")

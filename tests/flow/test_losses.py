@@ -32,19 +32,25 @@ def case(request, translation_case, rotation_case):
     return translation_case if request.param == "translation" else rotation_case
 
 
-@pytest.mark.parametrize("term", sorted(TASK_TERMS))
-def test_task_term_prefers_true_flow(term, case):
-    inputs, true_flow = case
-    fn = TASK_TERMS[term]
-    best = fn(inputs, true_flow).item()
+def assert_true_flow_scores_lowest(score, true_flow: torch.Tensor, term: str) -> float:
+    """``score(flow) -> float`` must be lowest for ``true_flow`` among zero, opposite, doubled and halved flows;
+    returns the true flow's score."""
+    best = score(true_flow)
     for name, wrong in {
         "zero": torch.zeros_like(true_flow),
         "opposite": -true_flow,
         "2x too large": 2 * true_flow,
         "half": 0.5 * true_flow,
     }.items():
-        value = fn(inputs, wrong).item()
+        value = score(wrong)
         assert best < value, f"{term}: loss(true)={best:.4f} is not below loss({name})={value:.4f}"
+    return best
+
+
+@pytest.mark.parametrize("term", sorted(TASK_TERMS))
+def test_task_term_prefers_true_flow(term, case):
+    inputs, true_flow = case
+    assert_true_flow_scores_lowest(lambda flow: TASK_TERMS[term](inputs, flow).item(), true_flow, term)
 
 
 @pytest.mark.parametrize("term", sorted(TASK_TERMS))
@@ -282,11 +288,7 @@ def test_bins_warped_to_start_moves_each_micro_bin_back_by_its_time() -> None:
 def test_motion_compensated_terms_prefer_true_flow(term, case):
     inputs, true_flow = case
     loss = FlowLoss({term: 1.0}, motion_compensated=True, blur_sigma=1.0)
-    best = loss(inputs, true_flow)[term].item()
-    for name, wrong in {"zero": torch.zeros_like(true_flow), "opposite": -true_flow, "2x too large": 2 * true_flow,
-                        "half": 0.5 * true_flow}.items():
-        value = loss(inputs, wrong)[term].item()
-        assert best < value, f"{term}: loss(true)={best:.4f} is not below loss({name})={value:.4f}"
+    best = assert_true_flow_scores_lowest(lambda flow: loss(inputs, flow)[term].item(), true_flow, term)
     plain = FlowLoss({term: 1.0}, blur_sigma=1.0)(inputs, true_flow)[term].item()
     assert best != pytest.approx(plain)  # the option changes what is compared
 
@@ -314,8 +316,4 @@ def test_unoccluded_mask_leaves_out_pixels_that_land_where_another_surface_lands
 def test_occlusion_masked_terms_prefer_true_flow(term, case):
     inputs, true_flow = case
     loss = FlowLoss({term: 1.0}, occlusion_masked=True, blur_sigma=1.0)
-    best = loss(inputs, true_flow)[term].item()
-    for name, wrong in {"zero": torch.zeros_like(true_flow), "opposite": -true_flow, "2x too large": 2 * true_flow,
-                        "half": 0.5 * true_flow}.items():
-        value = loss(inputs, wrong)[term].item()
-        assert best < value, f"{term}: loss(true)={best:.4f} is not below loss({name})={value:.4f}"
+    assert_true_flow_scores_lowest(lambda flow: loss(inputs, flow)[term].item(), true_flow, term)

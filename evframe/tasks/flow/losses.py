@@ -540,11 +540,11 @@ class FlowLoss(nn.Module):
             # blurring before splitting micro bins is the same as after).
             blurred = _blur5(inputs, self.blur_sigma)
         events = event_mask(inputs) if self.masked_terms else None
-        compared = blurred
-        if self.motion_compensated and any(name in ("data", "time_consistency") for name in active):
+        compared, photometric_mask = blurred, mask
+        photometric = any(name in ("data", "time_consistency") for name in active)
+        if self.motion_compensated and photometric:
             compared = bins_warped_to_start(blurred, flow, self.channels_per_micro_bin)
-        photometric_mask = mask
-        if self.occlusion_masked and any(name in ("data", "time_consistency") for name in active):
+        if self.occlusion_masked and photometric:
             # mask of bin t from F_t; time_consistency (bin t+1 warped by F_t) uses that of F_{t+1}, its own step
             visible = unoccluded_mask(flow, self.occlusion_max_density)
             photometric_mask = visible if mask is None else visible * _mask_5d(mask, inputs, "FlowLoss")
