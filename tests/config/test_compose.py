@@ -128,6 +128,6 @@ def test_wandb_is_offline_unless_asked(compose_cfg, monkeypatch) -> None:
 
 def test_task_values_win_over_component_defaults(compose_cfg) -> None:
     cfg = compose_cfg([])
-    assert cfg.trainer.max_epochs == 30  # task/flow.yaml, not trainer/default.yaml's 10
+    assert cfg.trainer.max_epochs == 40  # task/flow.yaml, not trainer/default.yaml's 10
     assert cfg.trainer.reload_dataloaders_every_n_epochs == 1
     assert compose_cfg(["trainer.max_epochs=2"]).trainer.max_epochs == 2  # the command line wins over both

@@ -12,6 +12,8 @@ All networks share one layout (:class:`RecurrentUNet`), for ``scales = S`` and `
   conv layer (conv + squeeze-excitation for midinet);
 * flow heads: a 3x3 conv to 2 channels at the bottleneck and at every decoder level. Each level predicts a residual
   added to the upsampled coarser flow (x2: pixels of the finer grid), so levels agree coarse to fine.
+* optional (``global_motion``): an affine field regressed from the bottleneck features pooled over the image is
+  added to the coarsest flow (:class:`~evframe.tasks.flow.global_motion.GlobalAffineHead`).
 
 ``forward(x (T, B, C, H, W))`` returns ``S + 1`` flows, coarse to fine; level ``j`` (0 = coarsest) is
 ``(T, B, 2, ceil(H / 2**(S-j)), ceil(W / 2**(S-j)))`` in pixels of that resolution per time bin; the last one is at
@@ -38,6 +40,7 @@ from evframe.models.temporal import (
     reset_recurrent_states,
     time_to_batch,
 )
+from evframe.tasks.flow.global_motion import GlobalAffineHead
 
 ENCODERS = ("rnn", "se")
 
@@ -79,6 +82,9 @@ class RecurrentUNet(nn.Module):
             the current bin, as Metavision's networks). Motion under a pixel per bin leaves almost no trace inside
             one bin, and the recurrent layers at coarse resolution cannot see it either; stacking the previous
             bins makes it visible where it happens.
+        global_motion: add a :class:`~evframe.tasks.flow.global_motion.GlobalAffineHead` at the bottleneck: the
+            coarsest flow is an affine field regressed from the whole image plus the per-pixel head's residual (every
+            finer level refines it). False: per-pixel heads only, as Metavision's networks.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class RecurrentUNet(nn.Module):
         act: str = "relu",
         channels_last: bool = True,
         context_bins: int = 0,
+        global_motion: bool = False,
     ) -> None:
         super().__init__()
         self.channels_last = channels_last
@@ -137,6 +144,7 @@ class RecurrentUNet(nn.Module):
         self.laterals = nn.ModuleList()
         self.decoders = nn.ModuleList()
         self.heads = nn.ModuleList([self._head(top)])
+        self.global_motion = GlobalAffineHead(top) if global_motion else None
         for i in range(scales - 1, -1, -1):
             # 1x1 reduction at the coarse resolution *before* upsampling, then the skip is added (not concatenated):
             # the full-resolution layer then sees channels[i] + 2 channels instead of 3x as many, which is most of
@@ -204,6 +212,8 @@ class RecurrentUNet(nn.Module):
             feat = self._run(self.middle, feat, b)
 
         flow = self.heads[0](feat)
+        if self.global_motion is not None:
+            flow = flow + self.global_motion(feat)
         flows = [flow]
         for level, (lateral, dec, head) in enumerate(zip(self.laterals, self.decoders, self.heads[1:], strict=True)):
             skip = skips[self.scales - 1 - level]

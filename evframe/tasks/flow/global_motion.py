@@ -1,0 +1,52 @@
+"""A global affine motion head: one affine flow field per image, from features pooled over the whole image.
+
+Camera motion over a distant or planar scene (and, to first order, any ego-motion) is an affine flow field. A network
+that must build it from local evidence alone underestimates it where events are sparse or the motion is slow; six
+parameters estimated from the whole image gather the evidence of every pixel. Objects moving on their own are left to
+the per-pixel flow added on top.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def affine_flow(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The flow field of affine motion parameters.
+
+    Args:
+        params: ``(N, 6)``: ``(ax, bx, cx, ay, by, cy)`` with ``flow_x = ax + bx * X + cx * Y`` and ``flow_y = ay +
+            by * X + cy * Y``, in pixels; ``X``, ``Y`` are the pixel centre coordinates relative to the image centre,
+            divided by half the width and half the height (so -1 .. 1 from edge to edge).
+        height, width: size of the field.
+
+    Returns:
+        ``(N, 2, height, width)`` flow in pixels.
+    """
+    if params.ndim != 2 or params.shape[1] != 6:
+        raise ValueError(f"affine_flow: params must be (N, 6), got {tuple(params.shape)}")
+    xs = (torch.arange(width, device=params.device, dtype=params.dtype) + 0.5 - width / 2) / (width / 2)
+    ys = (torch.arange(height, device=params.device, dtype=params.dtype) + 0.5 - height / 2) / (height / 2)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    basis = torch.stack((torch.ones_like(grid_x), grid_x, grid_y))  # (3, H, W)
+    fx = torch.einsum("nk,khw->nhw", params[:, :3], basis)
+    fy = torch.einsum("nk,khw->nhw", params[:, 3:], basis)
+    return torch.stack((fx, fy), dim=1)
+
+
+class GlobalAffineHead(nn.Module):
+    """Features ``(N, C, H, W)`` -> the affine flow ``(N, 2, H, W)`` of six parameters regressed from their mean and
+    max over the image (a two-layer perceptron). The last layer starts at zero: the head adds nothing until the loss
+    asks for it."""
+
+    def __init__(self, channels: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or channels
+        self.mlp = nn.Sequential(nn.Linear(2 * channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat((features.mean(dim=(2, 3)), features.amax(dim=(2, 3))), dim=1)
+        return affine_flow(self.mlp(pooled), features.shape[-2], features.shape[-1])
