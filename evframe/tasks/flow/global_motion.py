@@ -1,9 +1,9 @@
 """A global affine motion head: one affine flow field per image, from features pooled over the whole image.
 
-Camera motion over a distant or planar scene (and, to first order, any ego-motion) is an affine flow field. A network
-that must build it from local evidence alone underestimates it where events are sparse or the motion is slow; six
-parameters estimated from the whole image gather the evidence of every pixel. Objects moving on their own are left to
-the per-pixel flow added on top.
+Camera motion over a distant or planar scene (and, to first order, any ego-motion) is an affine flow field. Six
+parameters estimated from the whole image gather the evidence of every pixel, where a per-pixel head sees only its
+receptive field; objects moving on their own are left to the per-pixel flow added on top. On the synthetic dataset it
+did not help (test ratio 0.608 against 0.586 without it, one run each), so the models leave it off by default.
 """
 
 from __future__ import annotations
