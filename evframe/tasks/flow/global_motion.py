@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from evframe.tasks.flow.warping import pixel_grid
+
 
 def affine_flow(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The flow field of affine motion parameters.
@@ -26,13 +28,10 @@ def affine_flow(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """
     if params.ndim != 2 or params.shape[1] != 6:
         raise ValueError(f"affine_flow: params must be (N, 6), got {tuple(params.shape)}")
-    xs = (torch.arange(width, device=params.device, dtype=params.dtype) + 0.5 - width / 2) / (width / 2)
-    ys = (torch.arange(height, device=params.device, dtype=params.dtype) + 0.5 - height / 2) / (height / 2)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    basis = torch.stack((torch.ones_like(grid_x), grid_x, grid_y))  # (3, H, W)
-    fx = torch.einsum("nk,khw->nhw", params[:, :3], basis)
-    fy = torch.einsum("nk,khw->nhw", params[:, 3:], basis)
-    return torch.stack((fx, fy), dim=1)
+    half = torch.tensor([width / 2, height / 2], device=params.device, dtype=params.dtype).view(2, 1, 1)
+    centred = (pixel_grid(height, width, params.device, params.dtype) + 0.5 - half) / half  # (2, H, W): X, Y
+    basis = torch.cat((torch.ones_like(centred[:1]), centred))  # (3, H, W): 1, X, Y
+    return torch.einsum("nck,khw->nchw", params.view(-1, 2, 3), basis)
 
 
 class GlobalAffineHead(nn.Module):
