@@ -3,6 +3,8 @@ doubled flows; regularisers have their analytic values; gradients are finite."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -317,3 +319,102 @@ def test_occlusion_masked_terms_prefer_true_flow(term, case):
     inputs, true_flow = case
     loss = FlowLoss({term: 1.0}, occlusion_masked=True, blur_sigma=1.0)
     assert_true_flow_scores_lowest(lambda flow: loss(inputs, flow)[term].item(), true_flow, term)
+
+
+def accelerating(v0: float, accel: float) -> Callable:
+    """Content moving along x with velocity ``v0 + accel * s`` px per bin at time ``s`` (bins)."""
+
+    def motion(xs: torch.Tensor, ys: torch.Tensor, s: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return xs - (v0 * s + 0.5 * accel * s * s), ys
+
+    return motion
+
+
+def per_bin_flow(vx: list[float]) -> torch.Tensor:
+    """``(T, 1, 2, H, W)`` flow whose x component is ``vx[t]`` in bin ``t``."""
+    flow = torch.zeros(len(vx), 1, 2, 40, 40)
+    flow[:, :, 0] = torch.tensor(vx).view(-1, 1, 1, 1)
+    return flow
+
+
+@pytest.fixture(scope="module")
+def accelerating_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs of 4 bins, velocity at each bin start (1, 2, 3, 4 px per bin), velocity one bin later (2 .. 5)).
+
+    The velocity at the bin start is what the flow labels describe; the centre-to-centre displacement of bins
+    ``t - 1`` and ``t`` equals it exactly (central difference of a quadratic), that of bins ``t`` and ``t + 1``
+    is one bin later's."""
+    inputs = render(make_texture(3), accelerating(1.0, 1.0))
+    return inputs, per_bin_flow([1.0, 2.0, 3.0, 4.0]), per_bin_flow([2.0, 3.0, 4.0, 5.0])
+
+
+@pytest.mark.parametrize("term", sorted(TASK_TERMS))
+def test_centred_pairing_measures_the_motion_at_the_bin_start(term, accelerating_case) -> None:
+    """Under acceleration the centred terms prefer the velocity at each bin start, the Metavision pairing the
+    velocity one bin later (data) or two bins later (time consistency). (Its bw_deblur, whose micro bins lie in
+    the bin, measures about a third of a bin later, too close to either flow tried here to tell them apart.)"""
+    inputs, at_start, later = accelerating_case
+    loss = {pairing: FlowLoss({term: 1.0}, blur_sigma=1.0, pairing=pairing) for pairing in ("next", "centred")}
+
+    def score(pairing: str, flow: torch.Tensor) -> float:
+        return loss[pairing](inputs, flow)[term].item()
+
+    assert score("centred", at_start) < score("centred", later)
+    assert score("centred", at_start) < score("centred", 2 * at_start - later)  # one bin earlier
+    assert score("centred", at_start) < score("centred", torch.zeros_like(at_start))
+    # velocity + acceleration * offset (1 px per bin per bin): the time the Metavision pairing measures
+    if term != "bw_deblur":
+        offset = {"data": 1.0, "time_consistency": 2.0}[term]
+        assert score("next", at_start + offset * (later - at_start)) < score("next", at_start)
+
+
+def test_centred_terms_use_the_bins_around_each_flow(translation_case) -> None:
+    """Which flows each centred term reads: data and bw_deblur never bin 0's flow (no previous bin in the batch),
+    time consistency every bin's; a constant true flow still scores lowest."""
+    inputs, true_flow = translation_case
+    garbage = true_flow.clone()
+    garbage[0] = 7.0
+    for term in ("data", "bw_deblur"):
+        loss = FlowLoss({term: 1.0}, blur_sigma=1.0, pairing="centred")
+        assert loss(inputs, garbage)[term].item() == pytest.approx(loss(inputs, true_flow)[term].item())
+    tc = FlowLoss({"time_consistency": 1.0}, blur_sigma=1.0, pairing="centred")
+    assert tc(inputs, garbage)["time_consistency"].item() > tc(inputs, true_flow)["time_consistency"].item()
+    for term in TASK_TERMS:
+        loss = FlowLoss({term: 1.0}, blur_sigma=1.0, pairing="centred")
+        assert_true_flow_scores_lowest(lambda flow, loss=loss, term=term: loss(inputs, flow)[term].item(),
+                                       true_flow, term)
+    # the centred pair of bin t is the Metavision pair of bin t - 1: F_t takes the place of F_{t-1}
+    shifted = data_loss(inputs, garbage.roll(-1, dims=0)).item()
+    assert data_loss(inputs, garbage, pairing="centred").item() == pytest.approx(shifted)
+
+
+def test_centred_deblur_window_warps_the_previous_bin_back_to_the_bin_start() -> None:
+    """A dot at x=1 in the last micro bin of bin 0 (time -1/6 of bin 1) and at x=3 in the first micro bin of bin 1
+    (time +1/6): a flow of 6 px per bin brings both to x=2, the dot's position at the start of bin 1."""
+    inputs = torch.zeros(2, 1, 3, 1, 8)  # (T, B, 3 micro bins x 1 channel, H, W)
+    inputs[0, 0, 2, 0, 1] = 1.0
+    inputs[1, 0, 0, 0, 3] = 1.0
+    flow = torch.zeros(2, 1, 2, 1, 8)
+    flow[1, :, 0] = 6.0
+    sharp = bw_deblur_loss(inputs, flow, None, 1, 0.0, window=2, window_start=-1).item()
+    # both dots on one pixel: var(IWE) / (K * sum var(w_k)) = 2 / K with K = 6 micro bins, of which 2 hold events
+    assert sharp == pytest.approx(-2 / 6, abs=1e-5)
+    apart = bw_deblur_loss(inputs, torch.zeros_like(flow), None, 1, 0.0, window=2, window_start=-1).item()
+    assert apart == pytest.approx(-(2 / 8 - (2 / 8) ** 2) / (6 * 2 * (1 / 8 - 1 / 64)), abs=1e-5)
+    with pytest.raises(ValueError, match="window_start"):
+        bw_deblur_loss(inputs, flow, window=2, window_start=-2)
+    with pytest.raises(ValueError, match="pairing"):
+        FlowLoss({"data": 1.0}, pairing="previous")
+
+
+def test_centred_photometric_terms_weigh_each_pair_by_the_mask_of_its_reference_bin(translation_case) -> None:
+    """A caller's mask that leaves out every pixel of bin 0 takes out the centred data pair of F_1 (bins 0 and 1,
+    reference bin 0): a wrong F_1 then costs nothing, while without the mask it does."""
+    inputs, true_flow = translation_case
+    wrong = true_flow.clone()
+    wrong[1] = -3.0
+    mask = torch.ones(inputs.shape[0], 1, 1, *inputs.shape[-2:])
+    mask[0] = 0.0
+    loss = FlowLoss({"data": 1.0}, blur_sigma=1.0, pairing="centred", occlusion_masked=True)
+    assert loss(inputs, wrong, mask)["data"].item() == pytest.approx(loss(inputs, true_flow, mask)["data"].item())
+    assert loss(inputs, wrong)["data"].item() > loss(inputs, true_flow)["data"].item() + 0.01

@@ -14,6 +14,10 @@ Task terms (they make the flow explain the events):
 * ``bw_deblur`` (:func:`bw_deblur_loss`): contrast maximisation of the micro time bins warped back to the bin
   start.
 
+That is Metavision's pairing (``pairing="next"``). With ``pairing="centred"`` (:data:`PAIRINGS`) each term uses the
+bins around the start of bin ``t`` instead, the time the flow labels describe: ``x_{t-1}(p) ~ x_t(p + F_t(p))``, the
+pairs just before and after that one, and the micro bins of bins ``t - 1`` and ``t``.
+
 Regularisers: ``smoothness`` (first-order differences), ``smoothness2`` (second-order), ``l1`` (magnitude).
 
 Why the photometric terms compare *blurred* tensors: event tensors are sparse, so two edge maps one pixel apart
@@ -98,6 +102,20 @@ def _mask_5d(mask: torch.Tensor | None, like: torch.Tensor, where: str) -> torch
 def _zero(flow: torch.Tensor) -> torch.Tensor:
     """A 0 that stays connected to ``flow``'s graph (so ``backward`` works even if every term is empty)."""
     return flow.sum() * 0.0
+
+
+#: Which bins explain the flow ``F_t`` of bin ``t`` (whose labels describe the motion at the bin start).
+#: ``next`` (Metavision): bin ``t`` against bin ``t + 1`` (data), ``t + 1`` against ``t + 2`` (time consistency), the
+#: micro bins of bin ``t`` (bw_deblur): the motion of the next half bin to bin and a half, partly in the future of
+#: what the network has seen. ``centred``: bins ``t - 1`` against ``t`` (data), the pairs before and after that one
+#: (time consistency), the micro bins of bins ``t - 1`` and ``t`` (bw_deblur): each term measures the motion around
+#: the bin start, from events the network has already seen.
+PAIRINGS = ("next", "centred")
+
+
+def _check_pairing(pairing: str, where: str) -> None:
+    if pairing not in PAIRINGS:
+        raise ValueError(f"{where}: pairing must be one of {list(PAIRINGS)}, got {pairing!r}")
 
 
 def event_mask(inputs: torch.Tensor) -> torch.Tensor:
@@ -205,19 +223,25 @@ def data_loss(
     mask: torch.Tensor | None = None,
     blur_sigma: float = 1.0,
     eps: float = 1e-3,
+    pairing: str = "next",
 ) -> torch.Tensor:
     """Brightness constancy between consecutive bins: ``x_t(p) ~ x_{t+1}(p + F_t(p))``.
 
     ``x_{t+1}`` is backward-warped by ``F_t`` and compared to ``x_t`` (both Gaussian-blurred by ``blur_sigma``)
     with a Charbonnier penalty normalised by ``sum(|x_t| + |warped x_{t+1}|)`` per (t, b): 0 = perfect
-    alignment, 1 = no overlap. ``mask`` (weights at the pixels of bin ``t``) restricts the comparison.
-    Uses pairs ``t = 0 .. T-2``; returns a 0 connected to ``flow`` when ``T < 2``. Returns a scalar.
+    alignment, 1 = no overlap. ``mask[t]`` weights the reference pixels of the pair ``F_t`` explains (those of
+    bin ``t``). Uses ``t = 0 .. T-2``; returns a 0 connected to ``flow`` when ``T < 2``. Returns a scalar.
+
+    ``pairing="centred"`` (see :data:`PAIRINGS`): ``F_t`` explains the pair of bins around its start instead,
+    ``x_{t-1}(p) ~ x_t(p + F_t(p))`` for ``t = 1 .. T-1`` (``mask[t]`` then weights pixels of bin ``t - 1``).
     """
     _check_inputs_flow(inputs, flow, "data_loss")
+    _check_pairing(pairing, "data_loss")
     if inputs.shape[0] < 2:
         return _zero(flow)
     m = _mask_5d(mask, inputs, "data_loss")
-    return _photometric(inputs[:-1], inputs[1:], flow[:-1], None if m is None else m[:-1], blur_sigma, eps)
+    used = slice(1, None) if pairing == "centred" else slice(None, -1)
+    return _photometric(inputs[:-1], inputs[1:], flow[used], None if m is None else m[used], blur_sigma, eps)
 
 
 def time_consistency_loss(
@@ -226,17 +250,27 @@ def time_consistency_loss(
     mask: torch.Tensor | None = None,
     blur_sigma: float = 1.0,
     eps: float = 1e-3,
+    pairing: str = "next",
 ) -> torch.Tensor:
     """Constant-motion prior: the flow of bin ``t`` must also explain ``t+1 -> t+2``: ``x_{t+1}(p) ~
     x_{t+2}(p + F_t(p))``, same penalty and normalisation as :func:`data_loss` (the flow is used in pixels as is,
     normalised once inside the warp). Uses ``t = 0 .. T-3``; a 0 connected to ``flow`` when ``T < 3``.
-    ``mask`` weights the pixels of bin ``t + 1``. Returns a scalar.
+    ``mask`` is indexed like :func:`data_loss`'s, by the flow whose own pair it describes: the pair ``t+1 -> t+2``
+    is weighted by ``mask[t + 1]``. Returns a scalar.
+
+    ``pairing="centred"``: ``F_t`` explains the pairs just before and just after its own (``t-2 -> t-1`` for
+    ``t >= 2`` and ``t -> t+1`` for ``t <= T-2``, the mean of both), so the prior looks as far back as forward.
     """
     _check_inputs_flow(inputs, flow, "time_consistency_loss")
+    _check_pairing(pairing, "time_consistency_loss")
     if inputs.shape[0] < 3:
         return _zero(flow)
     m = _mask_5d(mask, inputs, "time_consistency_loss")
-    return _photometric(inputs[1:-1], inputs[2:], flow[:-2], None if m is None else m[1:-1], blur_sigma, eps)
+    if pairing == "next":
+        return _photometric(inputs[1:-1], inputs[2:], flow[:-2], None if m is None else m[1:-1], blur_sigma, eps)
+    after = _photometric(inputs[:-1], inputs[1:], flow[:-1], None if m is None else m[1:], blur_sigma, eps)
+    before = _photometric(inputs[:-2], inputs[1:-1], flow[2:], None if m is None else m[1:-1], blur_sigma, eps)
+    return 0.5 * (after + before)
 
 
 def warp_micro_bins(
@@ -314,6 +348,7 @@ def bw_deblur_loss(
     blur_sigma: float = 1.0,
     eps: float = 1e-3,
     window: int = 1,
+    window_start: int = 0,
 ) -> torch.Tensor:
     """Backward deblurring (contrast maximisation) inside each bin (or a window of ``window`` bins).
 
@@ -336,12 +371,18 @@ def bw_deblur_loss(
     with the flow ``F_t`` (times ``j + tau_k``, in bins), assuming the motion stays constant over the window. The
     displacements, and so the contrast signal, grow ``window`` times: a motion of one pixel per bin becomes
     measurable. Needs ``T >= window`` (else 0).
+
+    ``window_start = -s`` (``0 < s < window``) starts the window ``s`` bins before bin ``t``: the micro bins of bins
+    ``t - s .. t - s + window - 1`` (times ``j - s + tau_k``) are warped to the start of bin ``t`` with ``F_t``, for
+    ``t = s .. T - window + s``. ``window=2, window_start=-1`` centres the window on the bin start.
     """
     _check_inputs_flow(inputs, flow, "bw_deblur_loss")
     del mask, eps
-    window = int(window)
+    window, start = int(window), int(window_start)
     if window < 1:
         raise ValueError(f"bw_deblur_loss: window must be >= 1, got {window}")
+    if not -window < start <= 0:
+        raise ValueError(f"bw_deblur_loss: window_start must be in ({-window}, 0] for window={window}, got {start}")
     micro = split_micro_bins(inputs, channels_per_micro_bin)
     t, b, k = micro.shape[:3]
     if window > 1:
@@ -349,8 +390,8 @@ def bw_deblur_loss(
             return _zero(flow)
         per_bin = micro_bin_times(k)
         micro = torch.cat([micro[j:t - window + 1 + j] for j in range(window)], dim=2)
-        times = torch.cat([per_bin + j for j in range(window)])
-        flow = flow[:t - window + 1]
+        times = torch.cat([per_bin + j + start for j in range(window)])
+        flow = flow[-start:t - window + 1 - start]
         k = k * window
     elif k == 1:
         if t < 2:
@@ -471,6 +512,9 @@ class FlowLoss(nn.Module):
         occlusion_max_density: forward density above which a target counts as shared (1 = one pixel's worth).
         motion_compensated: ``data`` and ``time_consistency`` compare the bins' images of warped events at their
             start (:func:`bins_warped_to_start`) instead of the raw bins (False, as Metavision).
+        pairing: which bins explain each bin's flow (:data:`PAIRINGS`): ``"next"`` as Metavision, ``"centred"`` the
+            bins around the bin start, the time the flow labels describe; ``bw_deblur`` then warps the
+            ``2 * deblur_window`` bins around the bin start (``window_start=-deblur_window``).
 
     ``forward(inputs (T, B, C, H, W), flows: list of (T, B, 2, h_s, w_s) coarse to fine (or one tensor), mask=None)``
     returns ``{name: weighted term summed over levels, ..., "loss": total}`` (scalar tensors).
@@ -489,8 +533,11 @@ class FlowLoss(nn.Module):
         motion_compensated: bool = False,
         occlusion_masked: bool = False,
         occlusion_max_density: float = 1.5,
+        pairing: str = "next",
     ) -> None:
         super().__init__()
+        _check_pairing(pairing, "FlowLoss")
+        self.pairing = pairing
         if not float(occlusion_max_density) > 1.0:
             raise ValueError(f"FlowLoss: occlusion_max_density must be > 1 (a smooth flow gives 1 everywhere), got "
                              f"{occlusion_max_density}")
@@ -525,7 +572,8 @@ class FlowLoss(nn.Module):
         return self.coarse_level_decay ** (num_levels - 1 - level)
 
     def extra_repr(self) -> str:
-        return f"weights={self.weights}, masked_terms={self.masked_terms}, blur_sigma={self.blur_sigma}"
+        return (f"weights={self.weights}, masked_terms={self.masked_terms}, blur_sigma={self.blur_sigma}, "
+                f"pairing={self.pairing}")
 
     def level_terms(
         self, inputs: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor | None = None
@@ -540,22 +588,31 @@ class FlowLoss(nn.Module):
             # blurring before splitting micro bins is the same as after).
             blurred = _blur5(inputs, self.blur_sigma)
         events = event_mask(inputs) if self.masked_terms else None
-        compared, photometric_mask = blurred, mask
+        compared, photometric_mask = blurred, None
         photometric = any(name in ("data", "time_consistency") for name in active)
         if self.motion_compensated and photometric:
             compared = bins_warped_to_start(blurred, flow, self.channels_per_micro_bin)
         if self.occlusion_masked and photometric:
             # mask of bin t from F_t; time_consistency (bin t+1 warped by F_t) uses that of F_{t+1}, its own step
-            visible = unoccluded_mask(flow, self.occlusion_max_density)
-            photometric_mask = visible if mask is None else visible * _mask_5d(mask, inputs, "FlowLoss")
+            photometric_mask = unoccluded_mask(flow, self.occlusion_max_density)
+        if mask is not None and photometric:
+            # the photometric masks are indexed by the flow whose pair they weigh; a centred pair's reference is the
+            # previous bin, so the caller's mask of bin t - 1 weighs the pair of F_t
+            pixels = _mask_5d(mask, inputs, "FlowLoss")
+            if self.pairing == "centred":
+                pixels = torch.cat((pixels[:1], pixels[:-1]))
+            photometric_mask = pixels if photometric_mask is None else photometric_mask * pixels
+        window, window_start = self.deblur_window, 0
+        if self.pairing == "centred":
+            window, window_start = 2 * self.deblur_window, -self.deblur_window
         for name in active:
             if name == "data":
-                out[name] = data_loss(compared, flow, photometric_mask, 0.0, self.eps)
+                out[name] = data_loss(compared, flow, photometric_mask, 0.0, self.eps, self.pairing)
             elif name == "time_consistency":
-                out[name] = time_consistency_loss(compared, flow, photometric_mask, 0.0, self.eps)
+                out[name] = time_consistency_loss(compared, flow, photometric_mask, 0.0, self.eps, self.pairing)
             elif name == "bw_deblur":
                 out[name] = bw_deblur_loss(blurred, flow, None, self.channels_per_micro_bin, 0.0,
-                                           window=self.deblur_window)
+                                           window=window, window_start=window_start)
             else:
                 reg_mask = events if name in self.masked_terms else None
                 if reg_mask is not None and mask is not None:
