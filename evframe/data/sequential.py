@@ -126,6 +126,58 @@ def plan_epoch(metadatas: Sequence[FileMetadata], batch_size: int, epoch: int = 
     return EpochPlan(tuple(tuple(s) for s in all_streams[rank]), int(num_batches))
 
 
+def rescale_delta_t(metadatas: Sequence[FileMetadata], scales: Sequence[float], seed: int,
+                    epoch: int) -> list[FileMetadata]:
+    """Speed augmentation: how each recording plays in ``epoch`` when its bins are ``delta_t * s`` long.
+
+    For every recording a scale ``s`` is drawn uniformly from ``scales`` by a generator seeded with
+    ``(seed, epoch)`` (the same on every rank and worker, and independent of the shuffling's draws). Bins of
+    ``delta_t * s`` (rounded to whole us) hold ``s`` times the motion per bin of the recording's bins of ``delta_t``,
+    and as many events as a scene moving ``s`` times as fast would leave in a bin of ``delta_t``: ``s = 0.5`` turns a
+    camera moving 1 px per bin into one moving 0.5 px per bin. A recording drawn with ``s < 1`` plays a window of
+    ``s`` of its played duration (whole batches, at a random offset), so the epoch keeps about its number of batches;
+    with ``s >= 1`` it plays whole (``1 / s`` of its batches). Labels would describe bins of another length, so this
+    is meant for self-supervised training (the flow task's training split).
+
+    Returns:
+        one :class:`FileMetadata` per recording, ``delta_t``, ``start_ts`` and ``max_duration`` replaced.
+    """
+    rng = np.random.default_rng([seed, epoch, 0x5CA1E])
+    picks = rng.integers(0, len(scales), size=len(metadatas))
+    offsets = rng.random(len(metadatas))
+    out = []
+    for md, pick, offset in zip(metadatas, picks, offsets, strict=True):
+        scale = float(scales[int(pick)])
+        delta_t = max(1, round(md.delta_t * scale))
+        batch = delta_t * md.num_tbins
+        played = md.stop_ts - md.start_ts
+        start_ts, max_duration = md.start_ts, md.max_duration
+        if scale < 1 and played > 0:
+            window = max(1, round(played * scale / batch)) * batch
+            slack = max(0, (played - window) // batch)
+            start_ts = md.start_ts + int(offset * (slack + 1)) * batch
+            max_duration = window
+        out.append(FileMetadata(md.path, md.duration, delta_t, md.num_tbins, labelling_delta_t=md.labelling_delta_t,
+                                start_ts=start_ts, max_duration=max_duration, height=md.height, width=md.width,
+                                downsample=md.downsample, padding=md.padding))
+    return out
+
+
+def _check_delta_t_scales(scales: Sequence[float] | None, delta_t: int, files: Sequence[str]) -> None:
+    if scales is None:
+        return
+    scales = list(scales)
+    bad = [s for s in scales if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0)]
+    if not scales or bad:
+        raise ValueError(f"delta_t_scales must be a non-empty list of positive numbers, got {scales}")
+    tensors = [f for f in files if _is_tensor_file(f)]
+    if tensors:
+        raise ValueError(f"delta_t_scales re-bins events, but {tensors[0]} holds precomputed tensors of a fixed "
+                         f"delta_t: give event files (DAT, RAW, HDF5 events) or leave delta_t_scales unset")
+    if min(scales) * delta_t < 1:
+        raise ValueError(f"delta_t_scales: {min(scales)} x delta_t={delta_t} us is under 1 us")
+
+
 # ----------------------------------------------------------------------------------------------------------- sources
 class _EventSource:
     """Reads a recording sequentially and preprocesses each batch on the fly."""
@@ -221,14 +273,17 @@ class SequentialDataset(IterableDataset):
         preprocess_kwargs: extra arguments of the preprocessing function.
         padding, shuffle, seed, max_consecutive_batch, rank, world_size: see :func:`plan_epoch`.
         downsample: tensors are ``2 ** downsample`` times smaller than the sensor.
+        delta_t_scales: see :func:`rescale_delta_t` (None: every recording plays as ``metadatas`` say).
     """
 
     def __init__(self, metadatas: Sequence[FileMetadata], preprocess_function_name: str, array_dim: Sequence[int],
                  load_labels: LoadLabels = load_labels_stub, batch_size: int = 4,
                  preprocess_kwargs: dict | None = None, padding: bool = True, shuffle: bool = False, seed: int = 0,
-                 max_consecutive_batch: int | None = None, downsample: int = 0, rank: int = 0, world_size: int = 1):
+                 max_consecutive_batch: int | None = None, downsample: int = 0, rank: int = 0, world_size: int = 1,
+                 delta_t_scales: Sequence[float] | None = None):
         super().__init__()
         self.metadatas = list(metadatas)
+        self.delta_t_scales = None if delta_t_scales is None else tuple(float(s) for s in delta_t_scales)
         self.preprocess_function_name = preprocess_function_name
         self.array_dim = [int(v) for v in array_dim]
         self.load_labels = load_labels
@@ -251,9 +306,18 @@ class SequentialDataset(IterableDataset):
         """(T, C, h, w) of one slot's input."""
         return (self.num_tbins, self.channels, self.height >> self.downsample, self.width >> self.downsample)
 
+    def epoch_metadatas(self, epoch: int | None = None) -> list[FileMetadata]:
+        """How each recording plays in ``epoch`` (the current one by default): ``metadatas``, rescaled by
+        :func:`rescale_delta_t` when ``delta_t_scales`` is set."""
+        epoch = self.epoch if epoch is None else epoch
+        if self.delta_t_scales is None:
+            return self.metadatas
+        return rescale_delta_t(self.metadatas, self.delta_t_scales, self.seed, epoch)
+
     def plan(self, epoch: int | None = None) -> EpochPlan:
-        return plan_epoch(self.metadatas, self.batch_size, self.epoch if epoch is None else epoch, self.seed,
-                          self.shuffle, self.max_consecutive_batch, self.padding, self.rank, self.world_size)
+        epoch = self.epoch if epoch is None else epoch
+        return plan_epoch(self.epoch_metadatas(epoch), self.batch_size, epoch, self.seed, self.shuffle,
+                          self.max_consecutive_batch, self.padding, self.rank, self.world_size)
 
     def _padding_item(self) -> _SlotItem:
         md = FileMetadata.padding_metadata(self.metadatas[0].delta_t if self.metadatas else 1, self.num_tbins,
@@ -269,15 +333,17 @@ class SequentialDataset(IterableDataset):
                              f"({self.num_tbins},)")
         return frame_is_labeled.astype(bool)
 
-    def _play_stream(self, stream: Sequence[Chunk], skip: int = 0) -> Iterator[_SlotItem]:
-        """Items of one slot: its chunks batch after batch, then padding forever. The first ``skip`` batches are
-        left out without being read; the first one played then starts with fresh memory (``mask_keep_memory`` 0)."""
+    def _play_stream(self, stream: Sequence[Chunk], metadatas: Sequence[FileMetadata],
+                     skip: int = 0) -> Iterator[_SlotItem]:
+        """Items of one slot: its chunks (of ``metadatas``, the epoch's) batch after batch, then padding forever.
+        The first ``skip`` batches are left out without being read; the first one played then starts with fresh
+        memory (``mask_keep_memory`` 0)."""
         for chunk in stream:
             if skip >= chunk.num_batches:
                 skip -= chunk.num_batches
                 continue
             first, skip = skip, 0
-            md = self.metadatas[chunk.file_index]
+            md = metadatas[chunk.file_index]
             source_cls = _TensorSource if _is_tensor_file(md.path) else _EventSource
             source = source_cls(md, chunk.start_ts + first * md.batch_duration, self.preprocess_function_name,
                                 self.preprocess_kwargs)
@@ -304,9 +370,12 @@ class SequentialDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker_id, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        plan = self.plan()
+        metadatas = self.epoch_metadatas()
+        plan = plan_epoch(metadatas, self.batch_size, self.epoch, self.seed, self.shuffle, self.max_consecutive_batch,
+                          self.padding, self.rank, self.world_size)
         start = min(self.start_batch, plan.num_batches)
-        players = [self._play_stream(plan.streams[b], start) for b in self.worker_slots(worker_id, num_workers)]
+        players = [self._play_stream(plan.streams[b], metadatas, start)
+                   for b in self.worker_slots(worker_id, num_workers)]
         for k in range(start, plan.num_batches):
             items = [next(p) for p in players]
             yield _stack_items(items, self.tensor_shape, k, worker_id)
@@ -451,6 +520,9 @@ class SequentialDataLoader:
         max_duration: play at most this many us of every recording.
         rank, world_size: distributed training; ranks get disjoint recordings and the same number of batches.
         labelling_delta_t: annotation period of the labels (stored in the metadata for ``load_boxes``).
+        delta_t_scales: speed augmentation (event files only): every epoch each recording plays with bins of
+            ``delta_t * s``, ``s`` drawn from this list (see :func:`rescale_delta_t`); None plays every recording
+            at ``delta_t``.
 
     Epochs: ``set_epoch(e)`` selects the shuffling of the next iteration; each iteration then advances the epoch by
     one, so that successive passes differ even when nobody calls ``set_epoch``. ``len()`` is the number of batches
@@ -462,7 +534,7 @@ class SequentialDataLoader:
                  num_workers: int = 0, preprocess_kwargs: dict | None = None, padding: bool = True,
                  shuffle: bool = False, seed: int = 0, max_consecutive_batch: int | None = None, downsample: int = 0,
                  start_ts: int = 0, max_duration: int | None = None, rank: int = 0, world_size: int = 1,
-                 labelling_delta_t: int = 0):
+                 labelling_delta_t: int = 0, delta_t_scales: Sequence[float] | None = None):
         if isinstance(files, (str, os.PathLike)):
             raise TypeError(f"files must be a list of paths, got the single path {files!r}")
         files = [str(f) for f in files]
@@ -479,6 +551,7 @@ class SequentialDataLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         _check_max_consecutive_batch(max_consecutive_batch)
+        _check_delta_t_scales(delta_t_scales, int(delta_t), files)
         preprocess_kwargs = dict(preprocess_kwargs or {})
         load_labels = load_labels_stub if load_labels is None else load_labels
         if not all(_is_tensor_file(f) for f in files):
@@ -496,7 +569,7 @@ class SequentialDataLoader:
                           stacklevel=2)
         self.dataset = SequentialDataset(self.metadatas, preprocess_function_name, array_dim, load_labels,
                                          batch_size, preprocess_kwargs, padding, shuffle, seed,
-                                         max_consecutive_batch, downsample, rank, world_size)
+                                         max_consecutive_batch, downsample, rank, world_size, delta_t_scales)
         self._progress: dict[str, Any] = {}
         self._resume_at = 0
 

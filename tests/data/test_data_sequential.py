@@ -324,3 +324,89 @@ def test_shuffle_epochs(recordings):
     dl.set_epoch(2)
     assert tuple(dict.fromkeys(p[0] for p in slot_plays(list(dl), 0))) == orders[2]
     assert dl.epoch == 3  # each pass advances the epoch
+
+
+def _rebinned(events, start, delta_t, stop):
+    cut = events[events["t"] < stop]
+    return compute("histo", cut, NUM_TBINS, HEIGHT, WIDTH, delta_t, start_ts=start)
+
+
+def test_delta_t_scales_slow_down_a_recording_in_a_window(recordings):
+    path, events = recordings["d"]  # 8000 us: 4 batches of 2 x 1000 us
+    dl = loader([path], batch_size=1, delta_t_scales=[0.5], seed=3)
+    batches = list(dl)
+    # bins of 500 us, a window of half the recording (4000 us) in batches of 1000 us, at a whole-batch offset
+    assert len(batches) == len(dl) == 4
+    md, first, duration = batches[0]["video_infos"][0]
+    assert (md.delta_t, duration, md.max_duration) == (500, 1000, 4000)
+    assert first % 1000 == 0 and 0 <= first <= 4000
+    assert masks(batches) == [[0.0], [1.0], [1.0], [1.0]]
+    for k, batch in enumerate(batches):
+        md, start, _ = batch["video_infos"][0]
+        assert start == first + 1000 * k
+        torch.testing.assert_close(batch["inputs"][:, 0], _rebinned(events, start, 500, first + 4000), rtol=0, atol=0)
+
+
+def test_delta_t_scales_above_one_play_the_whole_recording(recordings):
+    path, events = recordings["a"]  # 6000 us
+    batches = list(loader([path], batch_size=1, delta_t_scales=[2.0]))
+    assert [b["video_infos"][0][1] for b in batches] == [0, 4000]  # bins of 2000 us, batches of 4000 us
+    for batch in batches:
+        start = batch["video_infos"][0][1]
+        torch.testing.assert_close(batch["inputs"][:, 0], _rebinned(events, start, 2000, 6000), rtol=0, atol=0)
+
+
+def test_delta_t_scales_are_drawn_per_recording_and_epoch(recordings, tmp_path):
+    files = [recordings[k][0] for k in "abcd"]
+    dl = loader(files, batch_size=2, delta_t_scales=[0.5, 1.0], shuffle=True, seed=1)
+    seen = set()
+    for epoch in range(6):
+        dl.set_epoch(epoch)
+        mds = dl.dataset.epoch_metadatas(epoch)
+        seen |= {md.delta_t for md in mds}
+        assert mds == dl.dataset.epoch_metadatas(epoch)  # the same draw for every worker and rank
+        batches = list(dl)
+        assert len(batches) == dl.dataset.plan(epoch).num_batches
+        played = {(b["video_infos"][s][0].path, b["video_infos"][s][0].delta_t)
+                  for b in batches for s in range(2) if not b["video_infos"][s][0].is_padding()}
+        assert played == {(md.path, md.delta_t) for md in mds if md.num_batches > 0}
+    assert seen == {500, 1000}
+    dl.set_epoch(4)
+    with_workers = loader(files, batch_size=2, delta_t_scales=[0.5, 1.0], shuffle=True, seed=1, num_workers=2)
+    with_workers.set_epoch(4)
+    _same_batches(list(dl), list(with_workers))
+
+
+def test_delta_t_scales_errors(recordings, tmp_path):
+    from evframe.preprocess.h5_tensors import write_tensor_h5
+
+    path, events = recordings["b"]
+    with pytest.raises(ValueError, match="positive numbers"):
+        loader([path], delta_t_scales=[0.5, 0.0])
+    with pytest.raises(ValueError, match="positive numbers"):
+        loader([path], delta_t_scales=[])
+    h5 = tmp_path / "b.h5"
+    write_tensor_h5(h5, compute("histo", events, 4, HEIGHT, WIDTH, DELTA_T).numpy(), _tensor_attrs("histo", 2))
+    with pytest.raises(ValueError, match=r"b\.h5 holds precomputed tensors"):
+        loader([h5], delta_t_scales=[0.5])
+
+
+def test_flow_datamodule_slows_down_only_the_training_split(recordings, tmp_path):
+    from evframe.tasks.flow.data_module import FlowDataModule
+
+    root = tmp_path / "dataset"
+    for split, names in (("train", "ab"), ("val", "cd")):
+        (root / split).mkdir(parents=True)
+        for name in names:
+            (root / split / recordings[name][0].name).symlink_to(recordings[name][0])
+    dataset = {"root": str(root), "batch_size": 2, "num_workers": 0, "height": HEIGHT, "width": WIDTH}
+    preprocess = {"name": "histo", "delta_t": DELTA_T, "num_tbins": NUM_TBINS, "channels": 2, "downsample": 0}
+    datamodule = FlowDataModule(dataset, preprocess, train_delta_t_scales=[0.5])
+    train = {b["video_infos"][s][0].delta_t for b in datamodule.make_loader("train") for s in range(2)
+             if not b["video_infos"][s][0].is_padding()}
+    val = {b["video_infos"][s][0].delta_t for b in datamodule.make_loader("val") for s in range(2)
+           if not b["video_infos"][s][0].is_padding()}
+    assert (train, val) == ({DELTA_T // 2}, {DELTA_T})
+    streaming = FlowDataModule(dict(dataset, loader="streaming"), preprocess, train_delta_t_scales=[0.5])
+    with pytest.raises(ValueError, match="train_delta_t_scales needs the sequential loader"):
+        streaming.make_loader("train")

@@ -66,16 +66,20 @@ def render(texture, motion: Motion, num_tbins: int = 4, num_utbins: int = 3, h: 
            threshold: float = 0.01) -> torch.Tensor:
     """event_cube-like tensor ``(T, 1, 2*K, H, W)`` float32 of the moving texture."""
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    return render_images(lambda s: texture(*motion(xs, ys, s)), num_tbins, num_utbins, threshold)
 
-    def image(s: float) -> torch.Tensor:
-        return texture(*motion(xs, ys, s))
 
+def render_images(image: Callable[[float], torch.Tensor], num_tbins: int = 4, num_utbins: int = 3,
+                  threshold: float = 0.01) -> torch.Tensor:
+    """event_cube-like tensor ``(T, 1, 2*K, H, W)`` float32 of the brightness ``image(s)`` at time ``s`` (bins).
+
+    Micro bin ``k`` of bin ``t`` is ``image(t + (k+1)/K) - image(t + k/K)`` split into its negative and positive
+    parts; changes under ``threshold`` leave no event (a sparse tensor, like a sensor's)."""
     bins = []
     for t in range(num_tbins):
         channels = []
         for k in range(num_utbins):
             diff = image(t + (k + 1) / num_utbins) - image(t + k / num_utbins)
-            # contrast threshold: like a sensor, no event where the brightness barely changed (sparse tensor)
             diff = torch.where(diff.abs() < threshold, torch.zeros_like(diff), diff)
             channels += [torch.relu(-diff), torch.relu(diff)]
         bins.append(torch.stack(channels))

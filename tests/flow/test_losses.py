@@ -21,10 +21,11 @@ from evframe.tasks.flow.losses import (
     smoothness_loss,
     split_micro_bins,
     time_consistency_loss,
+    undisoccluded_mask,
     unoccluded_mask,
 )
 from evframe.tasks.flow.warping import forward_density
-from tests.flow.conftest import constant_flow, make_texture, render, translation
+from tests.flow.conftest import SIZE, constant_flow, make_texture, render, render_images, translation
 
 TASK_TERMS = {"data": data_loss, "time_consistency": time_consistency_loss, "bw_deblur": bw_deblur_loss}
 
@@ -418,3 +419,88 @@ def test_centred_photometric_terms_weigh_each_pair_by_the_mask_of_its_reference_
     loss = FlowLoss({"data": 1.0}, blur_sigma=1.0, pairing="centred", occlusion_masked=True)
     assert loss(inputs, wrong, mask)["data"].item() == pytest.approx(loss(inputs, true_flow, mask)["data"].item())
     assert loss(inputs, wrong)["data"].item() > loss(inputs, true_flow)["data"].item() + 0.01
+
+
+def test_undisoccluded_mask_leaves_out_pixels_that_come_from_where_another_surface_comes_from() -> None:
+    """Pixels 2 and 3 move by +2 (an object), the rest stays: a bin earlier the object was on pixels 0 and 1, over
+    the background that is there now. Sources 0 and 1 are shared (density 2 of the reversed flow): pixels 0-3 are
+    left out, the others kept."""
+    flow = torch.zeros(1, 1, 2, 1, 8)
+    flow[0, 0, 0, 0, 2:4] = 2.0
+    assert undisoccluded_mask(flow)[0, 0, 0, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    assert unoccluded_mask(flow)[0, 0, 0, 0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def object_over_background() -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
+    """A textured disk (radius 9 px) moving +4 px per bin over a background texture moving -1 px per bin.
+
+    Returns the inputs and ``flow(halo)``: the true flow at each bin start (the disk's motion on the disk, the
+    background's elsewhere), or with the disk's motion also on the ``halo`` pixels behind it, the background its
+    trailing edge uncovered during the previous bin."""
+    v_object, v_background, radius, x0, y0 = 4.0, -1.0, 9.0, 8.0, 20.0
+    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float64), torch.arange(SIZE, dtype=torch.float64),
+                            indexing="ij")
+    background, texture = make_texture(4, n_blobs=40), make_texture(5)
+
+    def disk(s: float) -> torch.Tensor:
+        return (xs - x0 - v_object * s) ** 2 + (ys - y0) ** 2 <= radius**2
+
+    inputs = render_images(lambda s: torch.where(disk(s), texture(xs - v_object * s, ys),
+                                                 background(xs - v_background * s, ys)))
+
+    def flow(halo: float = 0.0) -> torch.Tensor:
+        out = torch.zeros(4, 1, 2, SIZE, SIZE)
+        out[:, :, 0] = v_background
+        for t in range(4):
+            covered = disk(t)
+            for back in torch.linspace(0, halo, 9).tolist():
+                covered = covered | disk(t - back / v_object)
+            out[t, 0, 0][covered] = v_object
+        return out
+
+    return inputs, flow
+
+
+@pytest.mark.parametrize("term", ["data", "time_consistency"])
+def test_disocclusion_mask_takes_away_the_reward_for_a_halo_behind_a_moving_object(term,
+                                                                                   object_over_background) -> None:
+    """With the occlusion mask alone the centred terms score the true flow worse than the object's motion spread 2 or
+    4 px into the background behind it (the events of its trailing edge move with it); leaving out the uncovered
+    background as well, the true flow scores best."""
+    inputs, flow = object_over_background
+
+    def scores(disocclusion_masked: bool) -> list[float]:
+        loss = FlowLoss({term: 1.0}, blur_sigma=0.5, pairing="centred", occlusion_masked=True,
+                        occlusion_max_density=1.2, disocclusion_masked=disocclusion_masked)
+        return [loss(inputs, flow(halo))[term].item() for halo in (0.0, 2.0, 4.0)]
+
+    truth, halo2, halo4 = scores(False)
+    assert halo4 < halo2 < truth
+    truth, halo2, halo4 = scores(True)
+    assert truth < halo2 < halo4
+    assert truth < FlowLoss({term: 1.0}, blur_sigma=0.5, pairing="centred", disocclusion_masked=True)(
+        inputs, torch.zeros_like(flow()))[term].item()
+
+
+def test_bw_deblur_mask_keeps_the_variances_to_its_pixels() -> None:
+    """The two dots of the centred deblur test, measured on pixels 0-3 only (n = 4): apart (zero flow) the IWE has
+    1 at pixels 1 and 3, var 2/4 - (2/4)^2 = 1/4, each of the two non-empty warped micro bins 1/4 - 1/16 = 3/16,
+    so the loss is -(1/4) / (6 * 2 * 3/16) = -1/9 (-1/7 on all 8 pixels); stacked (6 px per bin) it is -1/3 either
+    way. Pixels 4-7 hold no event: 0."""
+    inputs = torch.zeros(2, 1, 3, 1, 8)
+    inputs[0, 0, 2, 0, 1] = 1.0
+    inputs[1, 0, 0, 0, 3] = 1.0
+    flow = torch.zeros(2, 1, 2, 1, 8)
+    flow[1, :, 0] = 6.0
+    left = torch.zeros(2, 1, 1, 1, 8)
+    left[..., :4] = 1.0
+
+    def loss(f: torch.Tensor, mask: torch.Tensor | None) -> float:
+        return bw_deblur_loss(inputs, f, mask, 1, 0.0, window=2, window_start=-1).item()
+
+    assert loss(torch.zeros_like(flow), left) == pytest.approx(-1 / 9, abs=1e-5)
+    assert loss(torch.zeros_like(flow), None) == pytest.approx(-1 / 7, abs=1e-5)
+    assert loss(torch.zeros_like(flow), torch.ones_like(left)) == pytest.approx(-1 / 7, abs=1e-5)
+    assert loss(flow, left) == pytest.approx(-1 / 3, abs=1e-5)
+    assert loss(flow, 1.0 - left) == pytest.approx(0.0, abs=1e-6)

@@ -29,12 +29,18 @@ class FlowDataModule(L.LightningDataModule):
     Args:
         dataset: the ``dataset`` config node (root, batch_size, num_workers, height, width, generate, preset...).
         preprocess: the ``preprocess`` config node (name, delta_t, num_tbins, downsample, kwargs, channels).
+        train_delta_t_scales: speed augmentation of the training split: every epoch each training recording plays
+            with bins of ``delta_t * s``, ``s`` drawn from this list, e.g. ``[0.5, 1.0]`` (half the recordings move
+            half as many pixels per bin); see :func:`~evframe.data.sequential.rescale_delta_t`. None: no
+            augmentation. Validation and test always play at ``delta_t``.
     """
 
-    def __init__(self, dataset: Mapping, preprocess: Mapping) -> None:
+    def __init__(self, dataset: Mapping, preprocess: Mapping,
+                 train_delta_t_scales: list[float] | None = None) -> None:
         super().__init__()
         self.dataset_cfg = _plain(dataset)
         self.preprocess_cfg = _plain(preprocess)
+        self.train_delta_t_scales = None if train_delta_t_scales is None else [float(s) for s in train_delta_t_scales]
         self.max_consecutive_batch: int | None = None
         #: ``epoch (0-based) -> max_consecutive_batch`` of the training curriculum (set by FlowCallback), or None
         self.curriculum: Callable[[int], int] | None = None
@@ -65,6 +71,9 @@ class FlowDataModule(L.LightningDataModule):
         p, ds = self.preprocess_cfg, self.dataset_cfg
         with_flow = split != "train" and all(label_path(f, "_flow.h5").exists() for f in files)
         if ds.get("loader") == "streaming":  # RAW / HDF5 events / DAT read front to back (dataset=raw_stream)
+            if split == "train" and self.train_delta_t_scales is not None:
+                raise ValueError("task.datamodule.train_delta_t_scales needs the sequential loader; the streaming "
+                                 "loader (dataset.loader=streaming) plays every recording at preprocess.delta_t")
             return streaming_loader_from_config(
                 files, p, ds, load_flow if with_flow else load_labels_stub, train=split == "train",
                 trainer=self.trainer, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
@@ -79,6 +88,7 @@ class FlowDataModule(L.LightningDataModule):
             downsample=int(p.get("downsample", 0)), max_duration=ds.get("max_duration"),
             rank=self.trainer.global_rank if self.trainer is not None else 0,
             world_size=self.trainer.world_size if self.trainer is not None else 1,
+            delta_t_scales=self.train_delta_t_scales if split == "train" else None,
         )
 
     def _loader(self, split: str) -> SequentialDataLoader:

@@ -335,9 +335,29 @@ def unoccluded_mask(flow: torch.Tensor, max_density: float = 1.5) -> torch.Tenso
     return (density <= max_density).to(flow.dtype).view(t, b, 1, *flow.shape[-2:])
 
 
-def _spatial_variance(x: torch.Tensor) -> torch.Tensor:
-    """Spatial variance per image: ``(..., H, W) -> (...)``."""
-    return x.var(dim=(-2, -1), unbiased=False)
+def undisoccluded_mask(flow: torch.Tensor, max_density: float = 1.5) -> torch.Tensor:
+    """Pixels of each bin whose source in the previous bin is not shared with another surface: :func:`unoccluded_mask`
+    of the reversed flow, ``(T, B, 2, H, W) -> (T, B, 1, H, W)`` float (no gradient).
+
+    Motion assumed constant, the surface at ``p`` came from ``p - F_t(p)``. Where two surfaces come from the same
+    place, one of them was hidden there: background that a moving object uncovers. Its pixels hold the events of the
+    object's trailing edge sweeping off them, which move with the object; explaining them with the background's
+    motion costs, explaining them with the object's does not, so without this mask the photometric terms reward a
+    halo of object motion behind moving objects.
+    """
+    _check_flow(flow, "undisoccluded_mask")
+    return unoccluded_mask(-flow, max_density)
+
+
+def _spatial_variance(x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Spatial variance per image: ``(..., H, W) -> (...)``; with ``weights`` (broadcastable to ``x``) the weighted
+    variance over the pixels they keep."""
+    if weights is None:
+        return x.var(dim=(-2, -1), unbiased=False)
+    weights = weights.expand_as(x)
+    total = weights.sum(dim=(-2, -1)).clamp_min(_NORM_EPS)
+    mean = (weights * x).sum(dim=(-2, -1)) / total
+    return (weights * x * x).sum(dim=(-2, -1)) / total - mean * mean
 
 
 def bw_deblur_loss(
@@ -364,8 +384,9 @@ def bw_deblur_loss(
     than of the un-warped sum matters: bilinear sampling at sub-pixel positions smooths thin event edges and lowers
     their variance, which would otherwise reward zero or integer flows over the true one. Micro bins are blurred by
     ``blur_sigma`` first (wider basin). When the input has a single micro bin (histo, diff, ...), consecutive bins
-    ``x_t`` and ``x_{t+1}`` act as micro bins at times 0 and 1. ``mask`` is ignored (the IWE lives at the
-    bin-start positions) and ``eps`` unused; both are accepted for a uniform signature. Returns a scalar.
+    ``x_t`` and ``x_{t+1}`` act as micro bins at times 0 and 1. ``mask[t]`` (on the grid of the IWE of ``F_t``,
+    the bin start) keeps the variances to the pixels it weights; ``eps`` is unused (accepted for a uniform
+    signature). Returns a scalar.
 
     ``window > 1``: the micro bins of bins ``t .. t + window - 1`` are all warped back to the start of bin ``t``
     with the flow ``F_t`` (times ``j + tau_k``, in bins), assuming the motion stays constant over the window. The
@@ -377,7 +398,8 @@ def bw_deblur_loss(
     ``t = s .. T - window + s``. ``window=2, window_start=-1`` centres the window on the bin start.
     """
     _check_inputs_flow(inputs, flow, "bw_deblur_loss")
-    del mask, eps
+    del eps
+    m = _mask_5d(mask, inputs, "bw_deblur_loss")
     window, start = int(window), int(window_start)
     if window < 1:
         raise ValueError(f"bw_deblur_loss: window must be >= 1, got {window}")
@@ -392,12 +414,14 @@ def bw_deblur_loss(
         micro = torch.cat([micro[j:t - window + 1 + j] for j in range(window)], dim=2)
         times = torch.cat([per_bin + j + start for j in range(window)])
         flow = flow[-start:t - window + 1 - start]
+        m = None if m is None else m[-start:t - window + 1 - start]
         k = k * window
     elif k == 1:
         if t < 2:
             return _zero(flow)
         micro = torch.cat((micro[:-1], micro[1:]), dim=2)
         flow = flow[:-1]
+        m = None if m is None else m[:-1]
         times = torch.tensor([0.0, 1.0])
         k = 2
     elif window == 1:
@@ -407,8 +431,9 @@ def bw_deblur_loss(
         shape = micro.shape
         micro = gaussian_blur(micro.flatten(1, 2), blur_sigma).view(shape)
     warped = warp_micro_bins(micro, flow.flatten(0, 1), times, 0.0)
-    contrast = _spatial_variance(warped.sum(dim=1)).sum(dim=1)
-    spread = _spatial_variance(warped).sum(dim=(1, 2))
+    pixels = None if m is None else m.flatten(0, 1)  # (N, 1, H, W)
+    contrast = _spatial_variance(warped.sum(dim=1), pixels).sum(dim=1)
+    spread = _spatial_variance(warped, None if pixels is None else pixels.unsqueeze(1)).sum(dim=(1, 2))
     return (-contrast / (k * spread + _NORM_EPS)).mean()
 
 
@@ -510,6 +535,11 @@ class FlowLoss(nn.Module):
         occlusion_masked: ``data`` and ``time_consistency`` leave out the pixels that move onto pixels another surface
             also moves onto (:func:`unoccluded_mask`); False compares every pixel, as Metavision.
         occlusion_max_density: forward density above which a target counts as shared (1 = one pixel's worth).
+        disocclusion_masked: ``data`` and ``time_consistency`` also leave out the pixels that come from where another
+            surface also comes from (:func:`undisoccluded_mask`: background uncovered by a moving object); False, as
+            Metavision, compares them.
+        deblur_masked: ``bw_deblur`` measures contrast only on the pixels the (dis)occlusion masks keep (False: on
+            every pixel, as Metavision).
         motion_compensated: ``data`` and ``time_consistency`` compare the bins' images of warped events at their
             start (:func:`bins_warped_to_start`) instead of the raw bins (False, as Metavision).
         pairing: which bins explain each bin's flow (:data:`PAIRINGS`): ``"next"`` as Metavision, ``"centred"`` the
@@ -534,8 +564,12 @@ class FlowLoss(nn.Module):
         occlusion_masked: bool = False,
         occlusion_max_density: float = 1.5,
         pairing: str = "next",
+        disocclusion_masked: bool = False,
+        deblur_masked: bool = False,
     ) -> None:
         super().__init__()
+        self.disocclusion_masked = bool(disocclusion_masked)
+        self.deblur_masked = bool(deblur_masked)
         _check_pairing(pairing, "FlowLoss")
         self.pairing = pairing
         if not float(occlusion_max_density) > 1.0:
@@ -590,12 +624,16 @@ class FlowLoss(nn.Module):
         events = event_mask(inputs) if self.masked_terms else None
         compared, photometric_mask = blurred, None
         photometric = any(name in ("data", "time_consistency") for name in active)
+        masked = photometric or (self.deblur_masked and "bw_deblur" in active)
         if self.motion_compensated and photometric:
             compared = bins_warped_to_start(blurred, flow, self.channels_per_micro_bin)
-        if self.occlusion_masked and photometric:
+        if self.occlusion_masked and masked:
             # mask of bin t from F_t; time_consistency (bin t+1 warped by F_t) uses that of F_{t+1}, its own step
             photometric_mask = unoccluded_mask(flow, self.occlusion_max_density)
-        if mask is not None and photometric:
+        if self.disocclusion_masked and masked:
+            uncovered = undisoccluded_mask(flow, self.occlusion_max_density)
+            photometric_mask = uncovered if photometric_mask is None else photometric_mask * uncovered
+        if mask is not None and masked:
             # the photometric masks are indexed by the flow whose pair they weigh; a centred pair's reference is the
             # previous bin, so the caller's mask of bin t - 1 weighs the pair of F_t
             pixels = _mask_5d(mask, inputs, "FlowLoss")
@@ -611,8 +649,8 @@ class FlowLoss(nn.Module):
             elif name == "time_consistency":
                 out[name] = time_consistency_loss(compared, flow, photometric_mask, 0.0, self.eps, self.pairing)
             elif name == "bw_deblur":
-                out[name] = bw_deblur_loss(blurred, flow, None, self.channels_per_micro_bin, 0.0,
-                                           window=window, window_start=window_start)
+                out[name] = bw_deblur_loss(blurred, flow, photometric_mask if self.deblur_masked else None,
+                                           self.channels_per_micro_bin, 0.0, window=window, window_start=window_start)
             else:
                 reg_mask = events if name in self.masked_terms else None
                 if reg_mask is not None and mask is not None:
