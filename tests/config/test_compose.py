@@ -131,3 +131,17 @@ def test_task_values_win_over_component_defaults(compose_cfg) -> None:
     assert cfg.trainer.max_epochs == 40  # task/flow.yaml, not trainer/default.yaml's 10
     assert cfg.trainer.reload_dataloaders_every_n_epochs == 1
     assert compose_cfg(["trainer.max_epochs=2"]).trainer.max_epochs == 2  # the command line wins over both
+
+
+def test_flow_validates_and_tests_the_weight_average_and_null_turns_it_off(compose_cfg) -> None:
+    from evframe.runner import build_trainer
+    from evframe.utils.weight_averaging import EMAWeightAveraging
+
+    def averaging(overrides: list[str]) -> list[EMAWeightAveraging]:
+        trainer, _ = build_trainer(prepare_config(compose_cfg(["task=flow", "logger=none", "smoke=true", *overrides])))
+        return [c for c in trainer.callbacks if isinstance(c, EMAWeightAveraging)]
+
+    (default,) = averaging([])
+    assert default.decay == 0.995
+    assert [c.decay for c in averaging(["callbacks.weight_averaging.decay=0.9"])] == [0.9]
+    assert averaging(["callbacks.weight_averaging=null"]) == []
