@@ -2,11 +2,10 @@
 
 :class:`EMAWeightAveraging` is Lightning's callback of that name with one difference. Lightning's version, on *any*
 checkpoint load while its average exists, puts the raw (non-averaged) weights the checkpoint keeps under
-``current_model_state`` back into the module, and swaps its in-memory average in at every validation epoch. That is
-right when a fit resumes, but the runner tests the best checkpoint with the same trainer right after fitting: there it
-would test the raw weights of the epoch that the *averaged* weights won, and a later ``trainer.validate`` would
-evaluate the stale in-memory average instead of the loaded checkpoint. Here both only happen while fitting; outside
-it, a checkpoint's ``state_dict`` (the averaged weights) is what gets evaluated.
+``current_model_state`` back into the module. That is right when a fit resumes, but the runner tests the best
+checkpoint with the same trainer right after fitting: there it would test the raw weights of the epoch that the
+*averaged* weights won. Here a checkpoint loaded outside fitting is evaluated with its ``state_dict``, the averaged
+weights.
 
 Enable with ``callbacks.weight_averaging`` (see ``conf/callbacks/flow.yaml``).
 """
@@ -40,19 +39,10 @@ class EMAWeightAveraging(LightningEMAWeightAveraging):
         super().__init__(decay=decay, **kwargs)
         self.decay = decay
 
-    @staticmethod
-    def _fitting(trainer: L.Trainer) -> bool:
-        return trainer.state.fn == TrainerFn.FITTING
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._fitting(trainer):
-            super().on_validation_epoch_start(trainer, pl_module)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._fitting(trainer):
-            super().on_validation_epoch_end(trainer, pl_module)
-
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        # outside fitting the module already holds the checkpoint's state_dict: the averaged weights to evaluate
-        if self._fitting(trainer):
+        if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        else:
+            # the module already holds the checkpoint's state_dict, the averaged weights to evaluate; an average left
+            # over from an earlier fit would otherwise be swapped in for them at every validation epoch
+            self._average_model = None
