@@ -97,6 +97,20 @@ def test_generation_is_deterministic_and_seeded(tiny_root, tmp_path):
     assert len(a) != len(b) or not np.array_equal(a, b)
 
 
+def test_growing_a_split_keeps_its_recordings(tmp_path):
+    """A recording depends on (seed, split position, index) only: a larger test split adds recordings and keeps the
+    ones it had, so numbers measured on the smaller split stay comparable."""
+    small = generate(tmp_path / "small", dataclasses.replace(MICRO, splits=(("train", 1), ("test", 1))))
+    large = generate(tmp_path / "large", dataclasses.replace(MICRO, splits=(("train", 1), ("test", 2))))
+    for split in ("train", "test"):
+        names = [p.name for p in (small / split).iterdir()]
+        _, mismatch, errors = filecmp.cmpfiles(small / split, large / split, names, shallow=False)
+        assert not mismatch and not errors
+    added = load_events(large / "test" / "synth_test_001_td.dat")
+    kept = load_events(large / "test" / "synth_test_000_td.dat")
+    assert len(added) != len(kept) or not np.array_equal(added, kept)
+
+
 def test_ensure_dataset_generates_once_and_regenerates_on_change(tmp_path, monkeypatch):
     root = tmp_path / "data"
     assert ensure_dataset(root, MICRO, seed=0) == root.absolute()

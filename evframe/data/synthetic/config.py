@@ -23,8 +23,9 @@ class SyntheticConfig:
 
     height: int = 240
     width: int = 304
-    #: number of recordings per split
-    splits: tuple[tuple[str, int], ...] = (("train", 12), ("val", 3), ("test", 3))
+    #: number of recordings per split (a recording's content depends only on the seed, its split's position and its
+    #: index, so growing a split keeps the recordings it had)
+    splits: tuple[tuple[str, int], ...] = (("train", 12), ("val", 3), ("test", 9))
     duration_us: int = 2_000_000
     #: period of the box and flow labels (the first label is at t = label_period_us, after events exist)
     label_period_us: int = 50_000
