@@ -24,6 +24,13 @@ def recordings(root):
     return sorted(root.glob("*/*_td.dat"))
 
 
+def assert_same_files(first, second, split):
+    """Every file of ``first/split`` exists in ``second/split`` with identical bytes."""
+    names = [p.name for p in (first / split).iterdir()]
+    _, mismatch, errors = filecmp.cmpfiles(first / split, second / split, names, shallow=False)
+    assert not mismatch and not errors
+
+
 def test_writes_the_dataset_layout(tiny_root):
     assert load_label_map(tiny_root / "label_map_dictionary.json") == {0: "car", 1: "pedestrian", 2: "two_wheeler"}
     for split, count in TINY.splits:
@@ -88,9 +95,7 @@ def test_flow_and_frame_files(tiny_root):
 def test_generation_is_deterministic_and_seeded(tiny_root, tmp_path):
     again = generate(tmp_path / "again", "tiny", seed=0, num_workers=0)
     for split, _ in TINY.splits:
-        names = [p.name for p in (tiny_root / split).iterdir()]
-        match, mismatch, errors = filecmp.cmpfiles(tiny_root / split, again / split, names, shallow=False)
-        assert not mismatch and not errors
+        assert_same_files(tiny_root, again, split)
     other = generate(tmp_path / "other", dataclasses.replace(TINY, splits=(("train", 1),)), seed=1)
     a = load_events(tiny_root / "train" / "synth_train_000_td.dat")
     b = load_events(other / "train" / "synth_train_000_td.dat")
@@ -103,9 +108,7 @@ def test_growing_a_split_keeps_its_recordings(tmp_path):
     small = generate(tmp_path / "small", dataclasses.replace(MICRO, splits=(("train", 1), ("test", 1))))
     large = generate(tmp_path / "large", dataclasses.replace(MICRO, splits=(("train", 1), ("test", 2))))
     for split in ("train", "test"):
-        names = [p.name for p in (small / split).iterdir()]
-        _, mismatch, errors = filecmp.cmpfiles(small / split, large / split, names, shallow=False)
-        assert not mismatch and not errors
+        assert_same_files(small, large, split)
     added = load_events(large / "test" / "synth_test_001_td.dat")
     kept = load_events(large / "test" / "synth_test_000_td.dat")
     assert len(added) != len(kept) or not np.array_equal(added, kept)
@@ -153,6 +156,4 @@ def test_worker_processes_give_identical_files(tmp_path):
     config = dataclasses.replace(MICRO, splits=(("train", 2),))
     serial = generate(tmp_path / "serial", config, num_workers=0)
     parallel = generate(tmp_path / "parallel", config, num_workers=2)
-    names = [p.name for p in (serial / "train").iterdir()]
-    _, mismatch, errors = filecmp.cmpfiles(serial / "train", parallel / "train", names, shallow=False)
-    assert not mismatch and not errors
+    assert_same_files(serial, parallel, "train")
