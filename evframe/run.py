@@ -12,13 +12,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from evframe.config import register_resolvers
+from evframe.config import guard_hydra, register_resolvers
 from evframe.utils.distributed import sweep_job_argv
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 # resolvers must exist before Hydra composes (the run directory name uses one)
 register_resolvers()
+# Hydra calls what `hydra.callbacks` and its logging configs name before main() runs: checked against the
+# allow-list first
+guard_hydra()
 # a DDP rank process of a sweep job runs that job only (see evframe.utils.distributed.announce_sweep_job)
 sys.argv = sweep_job_argv(sys.argv)
 # Every evframe process owns its W&B service. One started by a process that already uses W&B (a test harness, a

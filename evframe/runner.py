@@ -26,11 +26,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from evframe.config import instantiate
-from evframe.config.prepare import ConfigError, prepare_config
+from evframe.config.prepare import MODES, ConfigError, prepare_config
 from evframe.utils.checkpoint import (
     METADATA_KEY,
+    MODE_PURPOSE,
     RunMetadata,
     check_checkpoint_matches,
+    checkpoint_for,
     find_resumable,
     read_checkpoint,
     resolve_ckpt_path,
@@ -39,7 +41,6 @@ from evframe.utils.config_tree import print_and_save_config
 from evframe.utils.distributed import announce_sweep_job, is_primary_process
 
 log = logging.getLogger(__name__)
-MODES = ("train", "test", "predict", "export")
 
 
 def _build(cfg: DictConfig, node: Any, **kwargs: Any) -> Any:
@@ -77,9 +78,15 @@ def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def prepare_checkpoint(cfg: DictConfig) -> DictConfig:
-    """Resolves ``ckpt_path`` to a file (see :func:`~evframe.utils.checkpoint.resolve_ckpt_path`) and, resuming
-    training, keeps the W&B run id stored in the checkpoint. In mode=train without ``ckpt_path``, checkpoints already
-    in this run's directory mean a requeued job: it resumes from the newest. Returns the updated config."""
+    """Resolves ``ckpt_path`` to a file (see :func:`~evframe.utils.checkpoint.resolve_ckpt_path`), checks that it
+    can serve ``cfg.mode`` (:func:`~evframe.utils.checkpoint.checkpoint_for`: readable, a ``state_dict`` of tensors,
+    the training state to resume) and was written with this run's task and model, and, resuming training, keeps the
+    W&B run id stored in the checkpoint. In mode=train without ``ckpt_path``, checkpoints already in this run's
+    directory mean a requeued job: it resumes from the newest. Returns the updated config.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong, before any data or model is built.
+    """
     output_dir = Path(cfg.paths.output_dir)
     path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     if path is None and cfg.mode == "train":
@@ -88,8 +95,12 @@ def prepare_checkpoint(cfg: DictConfig) -> DictConfig:
             log.warning("this run directory already holds %s: resuming from it (a requeued job)", path)
     with open_dict(cfg):
         cfg.ckpt_path = None if path is None else str(path)
-    if path is not None and cfg.mode == "train":
-        run_id = (read_checkpoint(path).get(METADATA_KEY) or {}).get("wandb_run_id")
+    if path is None:
+        return cfg
+    state = checkpoint_for(path, MODE_PURPOSE[str(cfg.mode)])
+    check_checkpoint_matches(state, path, OmegaConf.to_container(cfg, resolve=True))  # the weights: once built
+    if cfg.mode == "train":
+        run_id = (state.get(METADATA_KEY) or {}).get("wandb_run_id")
         for node in (cfg.get("logger") or {}).values():
             if isinstance(node, DictConfig) and str(node.get("_target_", "")).endswith("WandbLogger") \
                     and run_id and not node.get("id"):
@@ -118,8 +129,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # every rank must test the same weights: rank 0's choice (the only rank that wrote checkpoints) is everyone's
     best = trainer.strategy.broadcast(getattr(trainer.checkpoint_callback, "best_model_path", "") or None)
     best_score = getattr(trainer.checkpoint_callback, "best_model_score", None)
-    if best_score is not None:
-        metrics[f"best/{cfg.optimized_metric}"] = float(best_score)
+    if best_score is not None:  # named after what the checkpoint ranked by (a task may fall back to another metric)
+        monitor = getattr(trainer.checkpoint_callback, "monitor", None) or cfg.optimized_metric
+        metrics[f"best/{monitor}"] = float(best_score)
     # checkpoints hold tensors and plain values only, so they load with weights_only=True (no arbitrary unpickling)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
     metrics.update(_scalar_metrics(trainer.callback_metrics))
@@ -215,6 +227,22 @@ def release_distributed(environment: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
+def returned_metric(metrics: dict[str, float], cfg: DictConfig) -> float | None:
+    """The value a run returns to sweepers: ``best/<optimized_metric>`` (the checkpoint's best score), else its last
+    value. When the run never logged it (the flow task on recordings without labels), the same for
+    ``optimized_metric_fallback``, negated when ``optimized_metric_fallback_mode`` differs from
+    ``optimized_metric_mode`` so that the sweeper's direction still holds. None when absent or NaN."""
+    value = metrics.get(f"best/{cfg.optimized_metric}", metrics.get(str(cfg.optimized_metric)))
+    fallback = cfg.get("optimized_metric_fallback")
+    if value is None and fallback:
+        value = metrics.get(f"best/{fallback}", metrics.get(str(fallback)))
+        if value is not None and cfg.get("optimized_metric_fallback_mode", "min") != cfg.optimized_metric_mode:
+            value = -value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Prepares the config, runs ``cfg.mode`` and returns ``cfg.optimized_metric`` (for sweepers), or None."""
     if cfg.mode not in MODES:
@@ -244,7 +272,4 @@ def run(cfg: DictConfig) -> float | None:
     if primary:
         with open(output_dir / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
-    value = metrics.get(f"best/{cfg.optimized_metric}", metrics.get(str(cfg.optimized_metric)))
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
+    return returned_metric(metrics, cfg)

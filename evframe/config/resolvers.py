@@ -8,6 +8,7 @@
 ``${ev.pid:}``                                                 process id (keeps run directories unique)
 ``${ev.wandb_offline:}``                                       True unless WANDB_MODE=online
 ``${ev.run_stamp:}``                          run directory name: time + pid, or the SLURM job and step of an srun
+``${ev.root_dir:}``                           ``$EVFRAME_ROOT`` if set, else the directory the command was started from
 ``${ev.rank_zero:a,b}``                       ``a`` in the global rank-0 process, ``b`` in the others (DDP)
 ``${ev.slurm_per_node:${trainer.devices},${trainer.accelerator},gpus}``  SLURM tasks / GPUs per node of a trainer
 """
@@ -73,6 +74,14 @@ def _run_stamp() -> str:
     return f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}_p{os.getpid()}"
 
 
+def _root_dir() -> str:
+    # Hydra's ${hydra:runtime.cwd} does not exist yet when a sweeper builds the sweep directory, and OmegaConf's
+    # oc.env resolves its fallback argument eagerly: the working directory is read here instead. Cached, so every
+    # job of a sweep (also those run by joblib or SLURM in other processes) agrees with the process that composed it.
+    root = os.environ.get("EVFRAME_ROOT")
+    return os.path.abspath(root) if root else os.getcwd()
+
+
 def _rank_zero(if_primary: Any, otherwise: Any) -> Any:
     from evframe.utils.distributed import is_primary_process
 
@@ -115,3 +124,5 @@ def register_resolvers() -> None:
     # also those run by joblib or SLURM in other processes, so all agree on one sweep directory)
     if not OmegaConf.has_resolver("ev.run_stamp"):
         OmegaConf.register_new_resolver("ev.run_stamp", _run_stamp, use_cache=True)
+    if not OmegaConf.has_resolver("ev.root_dir"):
+        OmegaConf.register_new_resolver("ev.root_dir", _root_dir, use_cache=True)

@@ -40,7 +40,7 @@ def flow_path(metadata: FileMetadata) -> Path:
 
 
 def _flow_reader(path: Path) -> Any:
-    """The process's reader of ``path`` (opened once, timestamps checked once)."""
+    """The process's reader of ``path`` (opened once, so its timestamps are checked once)."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
@@ -52,10 +52,7 @@ def _flow_reader(path: Path) -> Any:
         return reader
     from evframe.io import FlowLabelsReader
 
-    reader = FlowLabelsReader(path)
-    timestamps = np.asarray(reader.timestamps, dtype=np.int64)
-    if np.any(np.diff(timestamps) < 0):
-        raise ValueError(f"{path}: flow timestamps must be sorted in increasing order")
+    reader = FlowLabelsReader(path)  # refuses timestamps that are not strictly increasing
     _flow_readers[key] = reader
     while len(_flow_readers) > _FLOW_CACHE_SIZE:
         _, old = _flow_readers.popitem(last=False)

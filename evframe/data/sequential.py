@@ -426,13 +426,14 @@ def _identity(x: Any) -> Any:  # module level so that worker processes can pickl
 
 # ---------------------------------------------------------------------------------------------------------- metadata
 def build_metadata(path: str | os.PathLike, delta_t: int, preprocess_function_name: str, array_dim: Sequence[int],
-                   downsample: int = 0, start_ts: int = 0, max_duration: int | None = None,
+                   downsample: int = 0, start_ts: int | None = 0, max_duration: int | None = None,
                    labelling_delta_t: int = 0, preprocess_kwargs: dict | None = None) -> FileMetadata:
     """Checks one input file against the loader's settings and describes it.
 
     Event files: the sensor size in their header must match ``array_dim``; duration = last timestamp + 1 (so the
     last event is played). Tensor files: ``delta_t``, preprocessing name and options present in both, channels and
-    tensor size must match; duration = ``len(tensors) * delta_t``.
+    tensor size must match; duration = ``len(tensors) * delta_t``. ``start_ts=None``: an event file plays from its
+    first event rounded down to ``delta_t``, a tensor file from its first tensor.
 
     Raises:
         ValueError naming the file and the mismatched field.
@@ -450,6 +451,7 @@ def build_metadata(path: str | os.PathLike, delta_t: int, preprocess_function_na
                                           downsample, preprocess_kwargs)
         finally:
             _close(reader)
+        start_ts = 0 if start_ts is None else start_ts
         if start_ts % delta_t:
             raise ValueError(f"{path}: start_ts={start_ts} must be a multiple of delta_t={delta_t} to read "
                              f"precomputed tensors")
@@ -463,6 +465,11 @@ def build_metadata(path: str | os.PathLike, delta_t: int, preprocess_function_na
                 raise ValueError(f"{path}: the recording is {file_hw[0]}x{file_hw[1]} (height x width) but "
                                  f"array_dim expects {height}x{width}")
             duration = int(reader.duration) + 1 if int(reader.event_count) > 0 else 0
+            if start_ts is None:  # cameras timestamp from their own start, rarely 0
+                start_ts = 0
+                if duration:
+                    reader.seek_event(0)
+                    start_ts = int(reader.current_time) // delta_t * delta_t
         finally:
             _close(reader)
     return FileMetadata(path, duration, delta_t, num_tbins, labelling_delta_t=labelling_delta_t, start_ts=start_ts,
@@ -516,7 +523,8 @@ class SequentialDataLoader:
         seed: see ``shuffle``.
         max_consecutive_batch: cut recordings into chunks of at most this many batches (None: whole recordings).
         downsample: tensors are ``2 ** downsample`` times smaller than the sensor along each axis.
-        start_ts: start playing every recording at this time (us).
+        start_ts: start playing every recording at this time (us); None: each event file from its first event
+            rounded down to ``delta_t`` (as the streaming loader does), each tensor file from its first tensor.
         max_duration: play at most this many us of every recording.
         rank, world_size: distributed training; ranks get disjoint recordings and the same number of batches.
         labelling_delta_t: annotation period of the labels (stored in the metadata for ``load_boxes``).
@@ -533,7 +541,7 @@ class SequentialDataLoader:
                  array_dim: Sequence[int], load_labels: LoadLabels | None = load_labels_stub, batch_size: int = 4,
                  num_workers: int = 0, preprocess_kwargs: dict | None = None, padding: bool = True,
                  shuffle: bool = False, seed: int = 0, max_consecutive_batch: int | None = None, downsample: int = 0,
-                 start_ts: int = 0, max_duration: int | None = None, rank: int = 0, world_size: int = 1,
+                 start_ts: int | None = 0, max_duration: int | None = None, rank: int = 0, world_size: int = 1,
                  labelling_delta_t: int = 0, delta_t_scales: Sequence[float] | None = None):
         if isinstance(files, (str, os.PathLike)):
             raise TypeError(f"files must be a list of paths, got the single path {files!r}")
@@ -545,7 +553,7 @@ class SequentialDataLoader:
             raise ValueError(f"array_dim must be [num_tbins, channels, height, width] of positive ints, got "
                              f"{array_dim}")
         _check_positive(delta_t=delta_t, batch_size=batch_size, world_size=world_size)
-        if num_workers < 0 or downsample < 0 or start_ts < 0:
+        if num_workers < 0 or downsample < 0 or (start_ts is not None and start_ts < 0):
             raise ValueError(f"num_workers, downsample and start_ts must be >= 0, got {num_workers}, {downsample}, "
                              f"{start_ts}")
         if not 0 <= rank < world_size:

@@ -3,7 +3,9 @@ frames.
 
 Events are (N,) :data:`EVENT_DTYPE` arrays (x, y, p, t in us); external triggers :data:`TRIGGER_DTYPE`; boxes are
 (N,) :data:`BBOX_DTYPE` arrays. Every file problem raises :class:`EventFileError` naming the file (and the byte offset
-when known), or, for RAW streams decoded as far as they are valid, warns with counts and offsets.
+when known), or, for RAW streams decoded as far as they are valid, warns with counts and offsets. The event readers
+check their arguments the same way (:func:`evframe.io._args.check_int`): TypeError for anything but an int or numpy
+integer, ValueError for a value outside the argument's range (e.g. a negative ``seek_time``).
 """
 
 from evframe.io.boxes import load_boxes, load_label_map, save_boxes, save_label_map

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from evframe.io._atomic import atomic_path
-from evframe.io.errors import EventFileError
+from evframe.io.errors import EventFileError, hdf5_errors
 
 TIMESTAMPS = "timestamps"
 
@@ -38,6 +38,16 @@ def write_series(path: str | os.PathLike, name: str, data: np.ndarray, timestamp
         f.attrs.update(attrs)
 
 
+def _open(path: Path) -> h5py.File:
+    """``path`` opened read-only; EventFileError when it is not an HDF5 file, FileNotFoundError when it is gone."""
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise EventFileError(path, f"not a readable HDF5 file ({err})") from None
+
+
 class TimedH5Reader:
     """Lazy reader of one series written by :func:`write_series`.
 
@@ -57,17 +67,18 @@ class TimedH5Reader:
         self.dtype = np.dtype(dtype)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such file")
-        try:
-            with h5py.File(self.path, "r") as f:
-                missing = [d for d in (TIMESTAMPS, name) if not isinstance(f.get(d), h5py.Dataset)]
-                if missing:
-                    raise EventFileError(self.path, f"missing dataset(s) {missing}; found {sorted(f.keys())}")
-                self.timestamps = f[TIMESTAMPS][()]
-                self.shape = f[name].shape
-                file_dtype = f[name].dtype
-                self.attrs = dict(f.attrs)
-        except OSError as err:
-            raise EventFileError(self.path, f"not a readable HDF5 file ({err})") from None
+        with _open(self.path) as f, hdf5_errors(self.path, f"datasets '{TIMESTAMPS}' and '{name}'"):
+            missing = [d for d in (TIMESTAMPS, name) if d not in f]
+            if missing:
+                raise EventFileError(self.path, f"missing dataset(s) {missing}; found {sorted(f.keys())}")
+            for d in (TIMESTAMPS, name):
+                if not isinstance(f[d], h5py.Dataset):  # f[d] raises on a damaged object (f.get would hide it)
+                    raise EventFileError(self.path, f"'{d}' is an HDF5 {type(f[d]).__name__.lower()}, expected a "
+                                                    "dataset")
+            self.timestamps = f[TIMESTAMPS][()]
+            self.shape = f[name].shape
+            file_dtype = f[name].dtype
+            self.attrs = dict(f.attrs)
         expected = f"(N, {', '.join('*' if s is None else str(s) for s in item_shape)})"
         if len(self.shape) != 1 + len(item_shape) or any(
                 s is not None and s != got for s, got in zip(item_shape, self.shape[1:], strict=False)):
@@ -78,6 +89,10 @@ class TimedH5Reader:
         if self.timestamps.shape != (self.shape[0],) or self.timestamps.dtype.kind not in "iu":
             raise EventFileError(self.path, f"dataset '{TIMESTAMPS}' has {self.timestamps.dtype} "
                                             f"{self.timestamps.shape}, expected ({self.shape[0]},) int64 us")
+        if self.timestamps.dtype == np.uint64 and len(self.timestamps) and self.timestamps.max() >= 2**63:
+            i = int(np.argmax(self.timestamps >= 2**63))
+            raise EventFileError(self.path, f"dataset '{TIMESTAMPS}' at index {i}: {self.timestamps[i]} us does not "
+                                            "fit int64 us")
         self.timestamps = self.timestamps.astype(np.int64)
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -100,9 +115,9 @@ class TimedH5Reader:
 
     def read(self, index) -> np.ndarray:
         """Items at ``index`` (an int, a slice or a 1-D sequence of ints, any order) as (n, ...) ``dtype``."""
-        dataset = self._dataset()
         if isinstance(index, slice):
-            return dataset[index].astype(self.dtype, copy=False)
+            with hdf5_errors(self.path, f"dataset '{self.name}'[{index.start}:{index.stop}:{index.step}]"):
+                return self._dataset()[index].astype(self.dtype, copy=False)
         indices = np.asarray(index)
         if indices.size == 0:
             indices = indices.astype(np.int64)  # [] arrives as float64
@@ -116,16 +131,18 @@ class TimedH5Reader:
             return np.zeros((0, *self.shape[1:]), dtype=self.dtype)
         # h5py wants increasing unique indices: read those once, then restore the requested order.
         unique, inverse = np.unique(indices, return_inverse=True)
-        if unique[-1] - unique[0] + 1 == len(unique):
-            data = dataset[int(unique[0]):int(unique[-1]) + 1]
-        else:
-            data = dataset[unique]
+        with hdf5_errors(self.path, f"dataset '{self.name}' items {unique[0]}..{unique[-1]}"):
+            dataset = self._dataset()
+            if unique[-1] - unique[0] + 1 == len(unique):
+                data = dataset[int(unique[0]):int(unique[-1]) + 1]
+            else:
+                data = dataset[unique]
         return data[inverse].astype(self.dtype, copy=False)
 
     def _dataset(self) -> h5py.Dataset:
         # Reopen in a new process: an h5py handle inherited through fork must not be shared.
         if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
+            self._file = _open(self.path)
             self._pid = os.getpid()
         return self._file[self.name]
 

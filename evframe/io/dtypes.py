@@ -24,3 +24,21 @@ def empty_events(n: int = 0) -> np.ndarray:
 def empty_boxes(n: int = 0) -> np.ndarray:
     """Returns a zeroed box array of length ``n`` with :data:`BBOX_DTYPE`."""
     return np.zeros(n, dtype=BBOX_DTYPE)
+
+
+def concatenate(pieces: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    """Joins structured arrays into a new array of exactly ``dtype`` (padding and offsets kept).
+
+    ``np.concatenate`` promotes padded structured dtypes to a packed one (e.g. 14 bytes instead of EVENT_DTYPE's
+    16), which breaks code relying on the documented layout; copying into a pre-allocated array avoids that.
+    """
+    if pieces and all(p.dtype == dtype and p.flags.c_contiguous for p in pieces):
+        # same layout: join the raw records (one memcpy each; structured assignment goes field by field)
+        raw = (np.void, dtype.itemsize)
+        return np.concatenate([p.view(raw) for p in pieces]).view(dtype)
+    out = np.empty(sum(len(p) for p in pieces), dtype=dtype)
+    start = 0
+    for piece in pieces:
+        out[start:start + len(piece)] = piece
+        start += len(piece)
+    return out

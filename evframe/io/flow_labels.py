@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from evframe.io._timed_h5 import TimedH5Reader, check_timestamps, write_series
+from evframe.io._timed_h5 import TIMESTAMPS, TimedH5Reader, check_timestamps, write_series
+from evframe.io.errors import EventFileError
 
 FLOW = "flow"
 UNIT = "px/s"
@@ -36,7 +37,22 @@ def write_flow_h5(path: str | os.PathLike, flow: np.ndarray, timestamps: np.ndar
 
 class FlowLabelsReader(TimedH5Reader):
     """Reads ``*_flow.h5`` lazily (picklable): ``timestamps`` (N,) int64 us, ``height``, ``width``, ``len()``,
-    ``read(index_or_slice) -> (n, 2, H, W) float32`` px/s, ``indices_in(t0, t1)``."""
+    ``read(index_or_slice) -> (n, 2, H, W) float32`` px/s, ``indices_in(t0, t1)``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        EventFileError: not a readable HDF5 file, datasets missing or of the wrong shape / dtype, or timestamps not
+            strictly increasing (as :func:`write_flow_h5` writes them: a repeated or earlier time would make the
+            flow of a time bin ambiguous); the message names the file, the dataset and the index.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path, FLOW, (2, None, None), np.float32)
+        ts = self.timestamps
+        # Compared, not differenced: np.diff could overflow int64 between extreme times.
+        bad = np.flatnonzero(ts[1:] <= ts[:-1])
+        if len(bad):
+            i = int(bad[0]) + 1
+            how = "repeats" if ts[i] == ts[i - 1] else "comes before"
+            raise EventFileError(self.path, f"dataset '{TIMESTAMPS}' at index {i}: {ts[i]} us {how} "
+                                            f"{ts[i - 1]} us at index {i - 1}; expected strictly increasing times")

@@ -56,8 +56,9 @@ def open_events(path: str | os.PathLike, height: int | None = None, width: int |
     """Opens an event file, choosing the reader from the file's content (not its extension).
 
     Returns:
-        A reader with the DatReader interface (``load_delta_t``, ``load_n_events``, ``seek_time``, ``load_all``,
-        ``duration``, ``event_count``, ``height``, ``width``): DatReader, RawReader or Hdf5EventsReader.
+        A reader with the DatReader interface (``load_delta_t``, ``load_n_events``, ``seek_time``, ``seek_event``,
+        ``load_all``, ``start_time``, ``duration``, ``event_count``, ``height``, ``width``): DatReader, RawReader or
+        Hdf5EventsReader.
     Raises:
         EventFileError: unknown or not yet supported format (the message lists the supported ones).
     """

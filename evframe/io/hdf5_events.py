@@ -6,6 +6,9 @@ as :data:`EVENT_DTYPE`) sorted by t; ``/CD/indexes``, compound ``id u8, ts i8``,
 is minus the first event's time); ``/EXT_TRIGGER/events`` (``p i2, t i8, id i2``) and ``/EXT_TRIGGER/indexes``;
 root attributes are strings (``version``, ``geometry`` "WxH", camera metadata...).
 
+The reader checks what it returns as the DAT reader does and seeks by searching the timestamps themselves;
+``/CD/indexes`` is written (for Metavision's tools) but not trusted for seeking.
+
 Metavision compresses ``/CD/events`` with its ECF codec (HDF5 filter 0x8ECF), available only as Prophesee's
 ``hdf5_ecf`` plugin: without it such files cannot be read, and the reader says so up front. Uncompressed, gzip and
 the filters of ``hdf5plugin`` (blosc, lz4, zstd, ...) are read directly.
@@ -14,8 +17,7 @@ the filters of ``hdf5plugin`` (blosc, lz4, zstd, ...) are read directly.
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import h5py
@@ -23,9 +25,10 @@ import hdf5plugin  # noqa: F401  (registers blosc, lz4, zstd, ... with HDF5)
 import numpy as np
 
 from evframe.io._atomic import atomic_path
-from evframe.io.dat import _pick_size
+from evframe.io._blocks import BLOCK, BlockEventReader, reader_path
+from evframe.io.dat import MAX_SENSOR_SIZE, _pick_size
 from evframe.io.dtypes import EVENT_DTYPE, TRIGGER_DTYPE
-from evframe.io.errors import EventFileError
+from evframe.io.errors import EventFileError, hdf5_errors
 
 CD_EVENTS = "CD/events"
 CD_INDEXES = "CD/indexes"
@@ -37,38 +40,57 @@ ECF_FILTER_ID = 0x8ECF
 #: Metavision's chunk size (events)
 CHUNK_EVENTS = 16384
 #: events read per block while streaming (whole chunks)
-_BLOCK = 4 * CHUNK_EVENTS
+_BLOCK = BLOCK
 
 
 def is_hdf5_event_file(path: str | os.PathLike) -> bool:
-    """True when ``path`` is an HDF5 file holding ``/CD/events`` (an event file, not a tensor file)."""
+    """True when ``path`` is an HDF5 file holding ``/CD/events`` (an event file, not a tensor file); False for
+    anything h5py cannot open or read."""
     try:
         with h5py.File(path, "r") as f:
             return CD_EVENTS in f
-    except OSError:
+    except (OSError, KeyError, RuntimeError, ValueError):
         return False
 
 
 def _attr_text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def _geometry(attrs: Mapping) -> tuple[int | None, int | None]:
-    """(height, width) from the root attributes ``geometry`` "WxH", ``format`` "...;height=H;width=W" or
-    ``height`` / ``width``; (None, None) when absent."""
-    text = {k.lower(): _attr_text(v) for k, v in attrs.items()}
+def _size(path: Path, attribute: str, text: str, part: str) -> int:
+    """One sensor dimension from a root attribute; EventFileError unless an integer in [1, MAX_SENSOR_SIZE]."""
     try:
-        if "geometry" in text and "x" in text["geometry"].lower():
-            w, _, h = text["geometry"].lower().partition("x")
-            return int(h), int(w)
-        if "format" in text:
-            params = dict(p.split("=", 1) for p in text["format"].split(";")[1:] if "=" in p)
-            if "height" in params and "width" in params:
-                return int(params["height"]), int(params["width"])
-        if "height" in text and "width" in text:
-            return int(text["height"]), int(text["width"])
+        value = int(part.strip())
     except ValueError:
-        return None, None
+        value = 0
+    if not 0 < value <= MAX_SENSOR_SIZE:
+        raise EventFileError(path, f"root attribute {attribute}={text!r}: the sensor size should be integers in "
+                                   f"[1, {MAX_SENSOR_SIZE}] (e.g. geometry '1280x720', width x height)")
+    return value
+
+
+def _geometry(path: Path, attrs: Mapping) -> tuple[int | None, int | None]:
+    """(height, width) from the root attributes ``geometry`` "WxH", ``format`` "...;height=H;width=W" or
+    ``height`` / ``width`` (the first present wins); (None, None) when none is present.
+
+    Raises:
+        EventFileError: a present size attribute that is not positive integers (e.g. "0x0", "-5x-5", "axb").
+    """
+    text = {k.lower(): _attr_text(v).strip() for k, v in attrs.items()}
+    if "geometry" in text:
+        w, sep, h = text["geometry"].lower().partition("x")
+        if not sep:
+            raise EventFileError(path, f"root attribute geometry={text['geometry']!r}: expected WIDTHxHEIGHT, "
+                                       "e.g. '1280x720'")
+        return _size(path, "geometry", text["geometry"], h), _size(path, "geometry", text["geometry"], w)
+    if "format" in text:
+        params = dict(p.split("=", 1) for p in text["format"].split(";")[1:] if "=" in p)
+        params = {k.strip().lower(): v for k, v in params.items()}
+        if "height" in params and "width" in params:
+            return (_size(path, "format", text["format"], params["height"]),
+                    _size(path, "format", text["format"], params["width"]))
+    if "height" in text and "width" in text:
+        return _size(path, "height", text["height"], text["height"]), _size(path, "width", text["width"], text["width"])
     return None, None
 
 
@@ -89,19 +111,56 @@ def _check_filters(path: Path, dset: h5py.Dataset) -> None:
                                    "available (evframe reads uncompressed, gzip and hdf5plugin's filters)")
 
 
-def _as_events(block: np.ndarray) -> np.ndarray:
-    out = np.empty(len(block), dtype=EVENT_DTYPE)
-    for name in ("x", "y", "p", "t"):
-        out[name] = block[name]
+def _dataset(path: Path, f: h5py.File, name: str, wanted: np.dtype) -> h5py.Dataset:
+    """Dataset ``name`` after checking that it is 1-D and compound with integer fields named as in ``wanted``."""
+    node = f[name]
+    fields = ", ".join(f"{n} {wanted[n]}" for n in wanted.names)
+    if not isinstance(node, h5py.Dataset):
+        raise EventFileError(path, f"/{name} is an HDF5 {type(node).__name__.lower()}, expected a 1-D compound "
+                                   f"dataset with integer fields {fields}")
+    names = node.dtype.names or ()
+    missing = [n for n in wanted.names if n not in names]
+    if node.ndim != 1 or missing:
+        raise EventFileError(path, f"/{name} should be a 1-D compound dataset with fields "
+                                   f"{', '.join(wanted.names)}; got shape {node.shape} and dtype {node.dtype}")
+    for n in wanted.names:
+        kind = node.dtype[n].kind
+        if kind not in "iu":
+            raise EventFileError(path, f"/{name} field {n} has dtype {node.dtype[n]}, expected an integer type "
+                                       f"(read as {fields}; other types would be truncated)")
+    return node
+
+
+def _convert(raw: np.ndarray, wanted: np.dtype, error: Callable[[int, str], EventFileError], first: int) -> np.ndarray:
+    """``raw`` (fields of any integer types) as a ``wanted`` array; values that do not fit raise ``error(index,
+    message)`` instead of wrapping (x = 70000 would become 4464 in uint16)."""
+    if raw.dtype == wanted:
+        return raw
+    out = np.empty(len(raw), dtype=wanted)
+    for name in wanted.names:
+        values = raw[name]
+        target = wanted[name]
+        if len(values) and not np.can_cast(values.dtype, target, "safe"):
+            info = np.iinfo(target)
+            bad = (values < info.min) | (values > info.max)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise error(first + i, f"{name}={values[i]} out of range, expected {info.min} <= {name} <= "
+                                       f"{info.max} ({target} in {wanted.names})")
+        out[name] = values
     return out
 
 
-class Hdf5EventsReader:
+class Hdf5EventsReader(BlockEventReader):
     """Random-access reader of an HDF5 event file, with the :class:`evframe.io.DatReader` interface.
 
-    Reads ``/CD/events`` block by block (whole chunks), so memory stays bounded; seeking uses ``/CD/indexes`` (when
-    present and consistent) to start a galloping search over the timestamps. Events are returned as
-    :data:`EVENT_DTYPE`; triggers with :meth:`load_all_triggers`. Picklable (the file is reopened).
+    Reads ``/CD/events`` block by block (64K events, whole chunks), so memory stays bounded. Every returned slice is
+    checked as DatReader checks it (timestamps not going backwards, also against the event before it, x/y inside
+    the ``geometry``, p in {0, 1}, t >= 0); fields wider than :data:`EVENT_DTYPE`'s must hold values that fit, and
+    float fields are refused. Seeking by time searches the blocks known to be sorted from the start of the file
+    (see :mod:`evframe.io._blocks`), not ``/CD/indexes`` (Metavision writes it late, other tools may write it
+    wrong). Events are returned as :data:`EVENT_DTYPE`; triggers with :meth:`load_all_triggers`. A damaged file
+    raises EventFileError naming the file and what could not be read. Picklable (the file is reopened).
 
     Attributes:
         path, height, width (root ``geometry`` attribute, else the user's, else None), attrs ({name: text} of the
@@ -109,30 +168,25 @@ class Hdf5EventsReader:
     """
 
     def __init__(self, path: str | os.PathLike, height: int | None = None, width: int | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such event file")
+        self.path = reader_path(path)
         self._file: h5py.File | None = None
-        f = self._h5
-        if CD_EVENTS not in f:
-            raise EventFileError(self.path, f"HDF5 file without /{CD_EVENTS}: not a Metavision HDF5 event file "
-                                            "(tensor files are read by evframe.preprocess.h5_tensors)")
-        dset = f[CD_EVENTS]
-        names = dset.dtype.names or ()
-        missing = [n for n in ("x", "y", "p", "t") if n not in names]
-        if dset.ndim != 1 or missing:
-            raise EventFileError(self.path, f"/{CD_EVENTS} should be a 1-D compound dataset with fields x, y, p, t; "
-                                            f"got shape {dset.shape} and dtype {dset.dtype}")
-        _check_filters(self.path, dset)
-        self.attrs = {k: _attr_text(v) for k, v in f.attrs.items()}
-        file_h, file_w = _geometry(f.attrs)
+        try:
+            with hdf5_errors(self.path, f"/{CD_EVENTS} and the root attributes"):
+                f = self._h5
+                if CD_EVENTS not in f:
+                    raise EventFileError(self.path, f"HDF5 file without /{CD_EVENTS}: not a Metavision HDF5 event "
+                                                    "file (tensor files are read by evframe.preprocess.h5_tensors)")
+                dset = _dataset(self.path, f, CD_EVENTS, EVENT_DTYPE)
+                _check_filters(self.path, dset)
+                self.attrs = {k: _attr_text(v) for k, v in f.attrs.items()}
+                file_h, file_w = _geometry(self.path, f.attrs)
+                self.event_count = int(dset.shape[0])
+        except BaseException:
+            self.close()
+            raise
         self.height = _pick_size(self.path, "Height", file_h, height)
         self.width = _pick_size(self.path, "Width", file_w, width)
-        self.event_count = int(dset.shape[0])
-        self._index = self._read_index(f)
-        self._block_start = -1
-        self._block: np.ndarray | None = None
-        self.reset()
+        self._init_blocks()
 
     # --- file handle (reopened lazily after unpickling, in each process) ---
     @property
@@ -140,6 +194,8 @@ class Hdf5EventsReader:
         if self._file is None:
             try:
                 self._file = h5py.File(self.path, "r")
+            except FileNotFoundError:
+                raise
             except OSError as err:
                 raise EventFileError(self.path, f"cannot open as HDF5: {err}") from None
         return self._file
@@ -151,16 +207,16 @@ class Hdf5EventsReader:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_file"] = None
-        state["_block"] = None
-        state["_block_start"] = -1
+        state["_cached"] = None
+        state["_cached_b"] = -1
         return state
 
     def close(self) -> None:
-        if self._file is not None:
+        if getattr(self, "_file", None) is not None:
             self._file.close()
         self._file = None
-        self._block = None
-        self._block_start = -1
+        if hasattr(self, "_cached"):
+            self._forget_blocks()
 
     def __enter__(self) -> Hdf5EventsReader:
         return self
@@ -172,166 +228,55 @@ class Hdf5EventsReader:
         return (f"Hdf5EventsReader('{self.path}', events={self.event_count}, height={self.height}, "
                 f"width={self.width}, current_time={self.current_time})")
 
-    def _read_index(self, f: h5py.File) -> tuple[np.ndarray, int] | None:
-        """(event ids per 2 ms, time offset) when /CD/indexes is usable, else None (seeking bisects instead)."""
-        if CD_INDEXES not in f:
-            return None
-        dset = f[CD_INDEXES]
-        if "id" not in (dset.dtype.names or ()):
-            return None
-        ids = np.asarray(dset["id"], dtype=np.int64)
-        if np.any(np.diff(ids) < 0) or (len(ids) and (ids.min() < 0 or ids.max() > self.event_count)):
-            warnings.warn(f"{self.path}: /{CD_INDEXES} is inconsistent (ids not sorted or out of range); seeking "
-                          "without it", stacklevel=3)
-            return None
-        try:
-            offset = int(_attr_text(dset.attrs.get("offset", "0")))
-        except ValueError:
-            offset = 0
-        return ids, offset
+    # --- blocks of events (see BlockEventReader) ---
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        with hdf5_errors(self.path, f"/{CD_EVENTS}[{start}:{stop}]"):
+            raw = self._events[start:stop]
+        return _convert(raw, EVENT_DTYPE, self._error, start)
 
-    # --- reading ---
-    def _block_at(self, i: int) -> tuple[np.ndarray, int]:
-        """The block holding event ``i`` and its first index (cached)."""
-        start = (i // _BLOCK) * _BLOCK
-        if start != self._block_start:
-            block = _as_events(self._events[start:min(start + _BLOCK, self.event_count)])
-            t = block["t"]
-            backwards = np.flatnonzero(t[1:] < t[:-1])
-            if len(backwards):
-                j = int(backwards[0]) + 1
-                raise EventFileError(self.path, f"/{CD_EVENTS} event {start + j}: timestamps going backwards "
-                                                f"(t={t[j]} after t={t[j - 1]})")
-            self._block, self._block_start = block, start
-        return self._block, start
+    def _fetch(self, b: int) -> np.ndarray:
+        return self._read(b * BLOCK, min((b + 1) * BLOCK, self.event_count))
 
-    def _t(self, i: int) -> int:
-        block, start = self._block_at(i)
-        return int(block["t"][i - start])
+    def _times(self, payload: np.ndarray) -> np.ndarray:
+        return payload["t"]
 
-    def _first_at_or_after(self, t_us: int, lo: int) -> int:
-        """First event index >= lo with t >= t_us: from the index's lower bound, gallop then bisect."""
-        n = self.event_count
-        if self._index is not None:
-            ids, offset = self._index
-            k = (t_us + offset) // INDEX_PERIOD_US
-            if len(ids) and k > 0:
-                lo = max(lo, int(ids[min(k, len(ids) - 1)]) if k < len(ids) else int(ids[-1]))
-        if lo >= n or self._t(lo) >= t_us:
-            return min(lo, n)
-        step = 1
-        hi = lo + step
-        while hi < n and self._t(hi) < t_us:  # invariant: t[lo] < t_us
-            lo, step = hi, step * 2
-            hi = lo + step
-        hi = min(hi, n)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self._t(mid) < t_us:
-                lo = mid
-            else:
-                hi = mid
-        return hi
+    def _decode(self, payload: np.ndarray, start: int, stop: int, out: np.ndarray) -> None:
+        out[:] = payload[start:stop]
 
-    def _load(self, start: int, stop: int) -> np.ndarray:
-        pieces = []
-        i = start
-        while i < stop:
-            block, b0 = self._block_at(i)
-            j = min(stop, b0 + len(block))
-            pieces.append(block[i - b0:j - b0])
-            i = j
-        self._pos = stop
-        if not pieces:
-            return np.zeros(0, dtype=EVENT_DTYPE)
-        return pieces[0].copy() if len(pieces) == 1 else np.concatenate(pieces)
+    def _read_t(self, index: int) -> int:
+        return int(self._read(index, index + 1)["t"][0])
 
-    # --- cursor (DatReader interface) ---
-    @property
-    def duration(self) -> int:
-        """Timestamp (us) of the last event; 0 for an empty file."""
-        return self._t(self.event_count - 1) if self.event_count else 0
-
-    @property
-    def start_time(self) -> int:
-        """Timestamp (us) of the first event (0 without events)."""
-        return self._t(0) if self.event_count else 0
-
-    @property
-    def done(self) -> bool:
-        return self._pos >= self.event_count
-
-    @property
-    def current_position(self) -> int:
-        return self._pos
-
-    def reset(self) -> None:
-        self._pos = 0
-        self.current_time = 0
-
-    def seek_event(self, n: int) -> None:
-        """Moves to event index ``n`` (0 <= n <= event_count); current_time becomes that event's timestamp."""
-        if not 0 <= n <= self.event_count:
-            raise ValueError(f"{self.path}: seek_event({n}) outside [0, {self.event_count}]")
-        self._pos = int(n)
-        self.current_time = self._t(n) if n < self.event_count else (self.duration + 1 if self.event_count else 0)
-
-    def seek_time(self, t_us: int) -> None:
-        """Moves to the first event with t >= ``t_us``; current_time = t_us."""
-        self._pos = self._first_at_or_after(int(t_us), 0)
-        self.current_time = int(t_us)
-
-    def load_delta_t(self, delta_t: int) -> np.ndarray:
-        """Returns the events from the cursor with t < current_time + delta_t, then current_time += delta_t."""
-        if delta_t <= 0:
-            raise ValueError(f"{self.path}: load_delta_t needs delta_t > 0, got {delta_t}")
-        end_time = self.current_time + int(delta_t)
-        events = self._load(self._pos, self._first_at_or_after(end_time, self._pos))
-        self.current_time = end_time
-        return events
-
-    def load_n_events(self, n: int) -> np.ndarray:
-        """Returns the next ``n`` events; current_time as in :meth:`DatReader.load_n_events`."""
-        if n < 0:
-            raise ValueError(f"{self.path}: load_n_events needs n >= 0, got {n}")
-        stop = min(self._pos + int(n), self.event_count)
-        events = self._load(self._pos, stop)
-        if len(events):
-            self.current_time = max(self.current_time, int(events["t"][-1]) + 1)
-            if stop < self.event_count:
-                self.current_time = min(self.current_time, self._t(stop))
-        return events
-
-    def load_all(self) -> np.ndarray:
-        """Returns every CD event; the cursor does not move."""
-        pos, current = self._pos, self.current_time
-        events = self._load(0, self.event_count)
-        self._pos, self.current_time = pos, current
-        return events
+    def _error(self, index: int, message: str) -> EventFileError:
+        return EventFileError(self.path, f"/{CD_EVENTS} event {index}: {message}")
 
     def load_all_triggers(self) -> np.ndarray:
-        """Returns every external trigger (:data:`TRIGGER_DTYPE`), empty when the file has none."""
-        f = self._h5
-        if TRIGGER_EVENTS not in f:
-            return np.zeros(0, dtype=TRIGGER_DTYPE)
-        raw = f[TRIGGER_EVENTS][:]
-        out = np.empty(len(raw), dtype=TRIGGER_DTYPE)
-        for name in TRIGGER_DTYPE.names:
-            out[name] = raw[name]
-        return out
+        """Returns every external trigger (:data:`TRIGGER_DTYPE`, sorted by t), empty when the file has none.
 
-    def validate(self) -> None:
-        """Reads the whole file block by block; raises EventFileError on timestamps going backwards or coordinates
-        outside the sensor."""
-        for start in range(0, self.event_count, _BLOCK):
-            block, _ = self._block_at(start)
-            for field, limit in (("x", self.width), ("y", self.height), ("p", 2)):
-                if limit is not None and len(block) and block[field].max() >= limit:
-                    i = int(np.argmax(block[field] >= limit))
-                    raise EventFileError(self.path, f"/{CD_EVENTS} event {start + i}: {field}={block[field][i]} "
-                                                    f"out of range, expected < {limit}")
-            if start > 0 and len(block) and block["t"][0] < self._t(start - 1):
-                raise EventFileError(self.path, f"/{CD_EVENTS} event {start}: timestamps going backwards")
+        Raises:
+            EventFileError: ``/EXT_TRIGGER/events`` damaged, not integer fields p, t, id, values that do not fit,
+                p not 0/1, t < 0 or going backwards.
+        """
+        with hdf5_errors(self.path, f"/{TRIGGER_EVENTS}"):
+            f = self._h5
+            if TRIGGER_EVENTS not in f:
+                return np.zeros(0, dtype=TRIGGER_DTYPE)
+            raw = _dataset(self.path, f, TRIGGER_EVENTS, TRIGGER_DTYPE)[:]
+
+        def error(index: int, message: str) -> EventFileError:
+            return EventFileError(self.path, f"/{TRIGGER_EVENTS} trigger {index}: {message}")
+
+        triggers = _convert(raw, TRIGGER_DTYPE, error, 0)
+        t, p = triggers["t"], triggers["p"]
+        backwards = np.flatnonzero(t[1:] < t[:-1])
+        if len(backwards):
+            i = int(backwards[0]) + 1
+            raise error(i, f"timestamps going backwards (t={t[i]} after t={t[i - 1]})")
+        for field, bad, expected in (("t", t < 0, ">= 0 (us)"), ("p", (p < 0) | (p > 1), "0 or 1"),
+                                     ("id", triggers["id"] < 0, ">= 0")):
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise error(i, f"{field}={triggers[field][i]} out of range, expected {expected}")
+        return triggers
 
 
 def _index(t: np.ndarray) -> tuple[np.ndarray, int]:

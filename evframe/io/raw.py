@@ -1,8 +1,9 @@
 """Prophesee RAW files (EVT 2.0 / EVT 3.0): a streaming reader with the DatReader interface.
 
-The file is memory-mapped and decoded in *segments* of a fixed number of words by the numba kernels of
-:mod:`evframe.io.raw_evt2` / :mod:`evframe.io.raw_evt3`. The decoder state (time base, wraps, current row, vector
-base, ...) at the start of every segment is kept as a checkpoint the first time the decoder gets there, so that
+The file is read (into one buffer, no memory map) and decoded in *segments* of a fixed number of words by the numba
+kernels of :mod:`evframe.io.raw_evt2` / :mod:`evframe.io.raw_evt3`. The decoder state (time base, wraps, current
+row, vector base, ...) at the start of every segment is kept as a checkpoint the first time the decoder gets there,
+so that
 
 - reading forward never decodes a word twice, and memory stays bounded (one segment of events at a time);
 - seeking goes back to the checkpoint before the wanted time or event and decodes one segment, and seeking forward
@@ -12,6 +13,8 @@ base, ...) at the start of every segment is kept as a checkpoint the first time 
 Bad data is decoded as far as it is valid: dropped or skipped words are counted in ``reader.issues`` and reported
 with a warning naming the file, the byte offset of the first occurrence and the count (see
 :mod:`evframe.io.raw_state`); :meth:`RawReader.validate` turns them into an :class:`EventFileError` instead.
+A file truncated or rewritten while a reader has it open raises EventFileError (see :mod:`evframe.io._stable_file`):
+the decoders never write past the end of their output, and reads never touch pages that no longer exist.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import bisect
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from evframe.io import raw_evt2, raw_evt3
+from evframe.io._args import INT64_MAX, check_int, clamp_int64
+from evframe.io._blocks import reader_path
+from evframe.io._stable_file import StableFile
 from evframe.io.dat import _pick_size
-from evframe.io.dtypes import EVENT_DTYPE, TRIGGER_DTYPE
+from evframe.io.dtypes import EVENT_DTYPE, TRIGGER_DTYPE, concatenate
 from evframe.io.errors import EventFileError
 from evframe.io.raw_header import parse_raw_header
 from evframe.io.raw_state import ISSUE_TEXT, NUM_ISSUES, TIME_UNSORTED, first_at_or_after, new_issues
@@ -71,15 +76,14 @@ class RawReader:
 
     def __init__(self, path: str | os.PathLike, height: int | None = None, width: int | None = None,
                  segment_words: int = SEGMENT_WORDS) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such event file")
+        self.path = reader_path(path)
+        self._file = StableFile(self.path)  # the size and times that later reads are checked against
         info = parse_raw_header(self.path)
         self.header = info.fields
         self.encoding = info.encoding
         self._body_offset = info.body_offset
         word_bytes = self._codec.WORD_BYTES
-        self.word_count, self.dangling_bytes = divmod(self.path.stat().st_size - info.body_offset, word_bytes)
+        self.word_count, self.dangling_bytes = divmod(self._file.size - info.body_offset, word_bytes)
         if self.dangling_bytes:
             warnings.warn(f"{self.path}: truncated last {word_bytes}-byte word, ignoring its {self.dangling_bytes} "
                           f"dangling bytes (at byte {self._byte(self.word_count)})", stacklevel=2)
@@ -88,9 +92,7 @@ class RawReader:
                           stacklevel=2)
         self.height = _pick_size(self.path, "Height", info.height, height)
         self.width = _pick_size(self.path, "Width", info.width, width)
-        if int(segment_words) < 1:
-            raise ValueError(f"{self.path}: segment_words must be >= 1, got {segment_words}")
-        self._segment_words = int(segment_words)
+        self._segment_words = check_int(segment_words, "segment_words", 1, 1 << 30, self.path)
         self._num_segments = -(-self.word_count // self._segment_words)
         self.issues = new_issues()
         self._warned_segments = 0
@@ -100,7 +102,7 @@ class RawReader:
         self._cp_events = [0]
         self._cp_t_max = [-1]
         self._t_max_events = -1
-        self._words: np.ndarray | None = None
+        self._word_buffer: np.ndarray | None = None
         self._scratch: tuple[np.ndarray, np.ndarray] | None = None
         self.reset()
 
@@ -113,16 +115,14 @@ class RawReader:
     def _byte(self, word_index: int) -> int:
         return self._body_offset + int(word_index) * self._codec.WORD_BYTES
 
-    @property
-    def _stream(self) -> np.ndarray:
-        if self._words is None:
-            dtype = "<u4" if self._codec.WORD_BYTES == 4 else "<u2"
-            if self.word_count == 0:
-                self._words = np.zeros(0, dtype=dtype)
-            else:
-                self._words = np.memmap(self.path, dtype=dtype, mode="r", offset=self._body_offset,
-                                        shape=(self.word_count,)).view(np.ndarray)
-        return self._words
+    def _segment(self, k: int) -> np.ndarray:
+        """The words of segment ``k``, read into the reader's word buffer (valid until the next read)."""
+        if self._word_buffer is None:
+            self._word_buffer = np.empty(self._segment_words, dtype="<u4" if self._codec.WORD_BYTES == 4 else "<u2")
+        start = k * self._segment_words
+        count = max(0, min(self._segment_words, self.word_count - start))
+        self._file.check()
+        return self._file.read_into(self._byte(start), self._word_buffer[:count])
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """One segment's worth of output (allocated once; pages are only touched as events are written)."""
@@ -133,14 +133,15 @@ class RawReader:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_words"] = None
+        state["_word_buffer"] = None
         state["_scratch"] = None
         state["_seg_events"] = None  # re-decoded on demand
         return state
 
     def close(self) -> None:
-        """Releases the memory map and buffers (reopened if the reader is used again)."""
-        self._words = None
+        """Closes the file and releases the buffers (reopened if the reader is used again)."""
+        self._file.close()
+        self._word_buffer = None
         self._scratch = None
         self._seg_events = None
 
@@ -169,15 +170,19 @@ class RawReader:
         state = cp.state.copy()
         events, triggers = self._buffers() if out is None else out
         start = k * self._segment_words
-        stop = min(start + self._segment_words, self.word_count)
-        n, m = self._codec.decode(self._stream, start, stop, state, issues, self.width or MAX_SIZE,
-                                  self.height or MAX_SIZE, _packed(events, 2), _packed(triggers, 3))
+        words = self._segment(k)
+        n, m, done = self._codec.decode(words, start, state, issues, self.width or MAX_SIZE, self.height or MAX_SIZE,
+                                        _packed(events, 2), _packed(triggers, 3))
+        if done < len(words):  # only an output sized by an earlier pass can fill up: the data differ from then
+            raise EventFileError(self.path, f"segment {k} decodes to more events than when it was first read: the "
+                                            "file changed while a reader had it open", self._byte(start + done))
         events, triggers = events[:n], triggers[:m]
         is_sorted = issues[TIME_UNSORTED, 0] == before[TIME_UNSORTED, 0]
         if frontier:
             t_max = cp.t_max_before
             if n:
-                self._t_max_events = max(self._t_max_events, int(events["t"].max()))
+                # the decoder's running maximum of event times (no pass over the events)
+                self._t_max_events = max(self._t_max_events, int(state[self._codec.S_LAST_T]))
                 t_max = max(t_max, self._t_max_events)
             if m:
                 t_max = max(t_max, int(triggers["t"].max()))
@@ -284,6 +289,8 @@ class RawReader:
     def _remaining(self) -> np.ndarray | None:
         """Events of the current segment not loaded yet, moving on to the next segment(s); None at the end."""
         while True:
+            if self._seg >= self._num_segments:  # positioned at the end (seek_event(event_count))
+                return None
             if self._seg >= 0 and self._seg_events is None:  # decoded again after a scan reused the buffers
                 events, _, self._seg_sorted = self._decode(self._seg)
                 self._seg_events = events
@@ -296,6 +303,7 @@ class RawReader:
 
     def _first_at_or_after(self, events: np.ndarray, t_us: int, is_sorted: bool) -> int:
         t = events["t"]
+        t_us = clamp_int64(t_us)  # current_time + delta_t may pass the int64 range; no event time does
         if is_sorted:
             return int(first_at_or_after(t, t_us))
         later = t >= t_us
@@ -308,8 +316,9 @@ class RawReader:
         return piece
 
     def seek_time(self, t_us: int) -> None:
-        """Moves to the first event with t >= ``t_us`` (from the checkpoint before it); current_time = t_us."""
-        t_us = int(t_us)
+        """Moves to the first event in stream order with t >= ``t_us`` (an int in [0, 2**63 - 1]; negative times
+        are refused), decoding from the checkpoint before it; current_time = t_us."""
+        t_us = check_int(t_us, "t_us", 0, INT64_MAX, self.path)
         self._scan_until(lambda cp: cp.t_max_before >= t_us)
         # the last segment whose preceding events are all earlier than t_us
         k = max(bisect.bisect_left(self._cp_t_max, t_us) - 1, 0)
@@ -321,11 +330,10 @@ class RawReader:
         self.current_time = t_us
 
     def seek_event(self, n: int) -> None:
-        """Moves to event index ``n`` (0 <= n <= event_count); current_time becomes that event's timestamp."""
-        n = int(n)
+        """Moves to event index ``n`` (an int in [0, event_count]); current_time becomes that event's timestamp
+        (last timestamp + 1 at the end)."""
         count = self.event_count
-        if not 0 <= n <= count:
-            raise ValueError(f"{self.path}: seek_event({n}) outside [0, {count}]")
+        n = check_int(n, "n", 0, count, self.path)
         if n == count:
             self._jump(self._num_segments, 0)
             self._pos = n
@@ -350,10 +358,10 @@ class RawReader:
         self._pos = self._checkpoints[k].events_before
 
     def load_delta_t(self, delta_t: int) -> np.ndarray:
-        """Returns the events from the cursor with t < current_time + delta_t, then current_time += delta_t."""
-        if delta_t <= 0:
-            raise ValueError(f"{self.path}: load_delta_t needs delta_t > 0, got {delta_t}")
-        end_time = self.current_time + int(delta_t)
+        """Returns the events from the cursor with t < current_time + delta_t (an int in [1, 2**63 - 1]), then
+        current_time += delta_t."""
+        delta_t = check_int(delta_t, "delta_t", 1, INT64_MAX, self.path)
+        end_time = self.current_time + delta_t
         pieces = []
         while (rest := self._remaining()) is not None:
             k = self._first_at_or_after(rest, end_time, self._seg_sorted)
@@ -365,13 +373,11 @@ class RawReader:
         return _owned(pieces)
 
     def load_n_events(self, n: int) -> np.ndarray:
-        """Returns the next ``n`` events (fewer at the end of the file).
+        """Returns the next ``n`` events (an int in [0, 2**63 - 1]; fewer at the end of the file).
 
         current_time becomes min(last t + 1, t of the next event), so events with t < current_time are all loaded.
         """
-        if n < 0:
-            raise ValueError(f"{self.path}: load_n_events needs n >= 0, got {n}")
-        pieces, wanted = [], int(n)
+        pieces, wanted = [], check_int(n, "n", 0, INT64_MAX, self.path)
         while wanted > 0 and (rest := self._remaining()) is not None:
             take = min(wanted, len(rest))
             piece = self._take(take)
@@ -401,8 +407,14 @@ class RawReader:
             triggers = np.empty(end.triggers_before, dtype=TRIGGER_DTYPE)
             for k in range(self._num_segments):
                 cp, nxt = self._checkpoints[k], self._checkpoints[k + 1]
-                self._decode(k, (events[cp.events_before:nxt.events_before],
-                                 triggers[cp.triggers_before:nxt.triggers_before]))
+                expected = (nxt.events_before - cp.events_before, nxt.triggers_before - cp.triggers_before)
+                ev, tr, _ = self._decode(k, (events[cp.events_before:nxt.events_before],
+                                             triggers[cp.triggers_before:nxt.triggers_before]))
+                if (len(ev), len(tr)) != expected:  # the exact-size output was not filled: the data differ
+                    raise EventFileError(self.path, f"segment {k} decodes to {len(ev)} events and {len(tr)} triggers, "
+                                                    f"{expected[0]} and {expected[1]} when first read: the file "
+                                                    "changed while a reader had it open",
+                                         self._byte(k * self._segment_words))
             return events, triggers
         # one pass (recording the checkpoints as it goes) into arrays sized for one event per word, grown if a
         # segment could overflow them; np.empty pages never written cost no memory
@@ -467,8 +479,8 @@ def _owned(pieces: list[np.ndarray]) -> np.ndarray:
 
 
 def _concatenate(pieces: list[np.ndarray], dtype: np.dtype = EVENT_DTYPE) -> np.ndarray:
-    """Joins arrays the caller owns (a single one is returned as is)."""
+    """Joins arrays the caller owns into one of exactly ``dtype`` (a single one is returned as is)."""
     pieces = [p for p in pieces if len(p)]
     if not pieces:
         return np.zeros(0, dtype=dtype)
-    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return pieces[0] if len(pieces) == 1 else concatenate(pieces, dtype)

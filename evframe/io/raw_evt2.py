@@ -25,7 +25,7 @@ _TH_RANGE = 1 << TIME_HIGH_BITS
 _TH_HALF = _TH_RANGE >> 1
 
 # decoder state (int64 array): the last TIME_HIGH value (-1 before the first one), the number of wraps and the
-# latest event time so far (to count events out of order)
+# latest time of the events written so far (to count events out of order; the reader's duration)
 S_TIME_HIGH = 0
 S_WRAPS = 1
 S_LAST_T = 2
@@ -48,40 +48,48 @@ def _count(issues, kind, index):
 
 
 @numba.njit(cache=True, nogil=True)
-def decode(words, start, stop, state, issues, width, height, events, triggers):
-    """Decodes ``words[start:stop]``.
+def decode(words, base, state, issues, width, height, events, triggers):
+    """Decodes the words of one segment.
 
     Args:
-        words: (N,) uint32 stream words. state: int64 (STATE_SIZE,), updated in place. issues: int64
-            (NUM_ISSUES, 2) counters, updated in place (word indices are absolute in ``words``).
+        words: (N,) uint32 stream words. base: index of ``words[0]`` in the whole stream (issues name absolute word
+            indices). state: int64 (STATE_SIZE,), updated in place. issues: int64 (NUM_ISSUES, 2) counters, updated
+            in place.
         width, height: sensor size; events outside are dropped (2048 when unknown).
-        events: (at least stop - start, 2) uint64 view of an EVENT_DTYPE array: each event is written as two
-            little-endian words, ``x | y << 16 | p << 32`` and ``t``.
-        triggers: (at least stop - start, 3) uint64 view of a TRIGGER_DTYPE array (p, t, id).
+        events: (capacity, 2) uint64 view of an EVENT_DTYPE array: each event is written as two little-endian words,
+            ``x | y << 16 | p << 32`` and ``t``.
+        triggers: (capacity, 3) uint64 view of a TRIGGER_DTYPE array (p, t, id).
     Returns:
-        (number of events, number of triggers) written.
+        (number of events, number of triggers, number of words decoded): the last is less than N only when an
+        output array is full (nothing is ever written past its end), which the caller reports.
     """
     time_high = state[S_TIME_HIGH]
     wraps = state[S_WRAPS]
     last_t = state[S_LAST_T]
-    base = (wraps << 34) | (time_high << 6)
+    base_t = (wraps << 34) | (time_high << 6)
     n = 0
     m = 0
-    for i in range(start, stop):
-        w = np.int64(words[i])
+    n_cap = events.shape[0]
+    m_cap = triggers.shape[0]
+    done = len(words)
+    for j in range(len(words)):
+        w = np.int64(words[j])
         kind = w >> 28
         if kind <= 1:
             if time_high < 0:
-                _count(issues, NO_TIME, i)
+                _count(issues, NO_TIME, base + j)
                 continue
             x = (w >> 11) & 0x7FF
             y = w & 0x7FF
             if x >= width or y >= height:
-                _count(issues, OUT_OF_BOUNDS, i)
+                _count(issues, OUT_OF_BOUNDS, base + j)
                 continue
-            t = base | ((w >> 22) & 0x3F)
+            if n >= n_cap:
+                done = j
+                break
+            t = base_t | ((w >> 22) & 0x3F)
             if t < last_t:
-                _count(issues, TIME_UNSORTED, i)
+                _count(issues, TIME_UNSORTED, base + j)
             else:
                 last_t = t
             events[n, 0] = np.uint64(x | (y << 16) | (kind << 32))
@@ -94,23 +102,26 @@ def decode(words, start, stop, state, issues, width, height, events, triggers):
                     wraps += 1
                     time_high = value
                 else:
-                    _count(issues, TIME_BACKWARDS, i)
+                    _count(issues, TIME_BACKWARDS, base + j)
             else:
                 time_high = value
-            base = (wraps << 34) | (time_high << 6)
+            base_t = (wraps << 34) | (time_high << 6)
         elif kind == 0xA:
             if time_high < 0:
-                _count(issues, NO_TIME, i)
+                _count(issues, NO_TIME, base + j)
                 continue
+            if m >= m_cap:
+                done = j
+                break
             triggers[m, 0] = np.uint64(w & 1)
-            triggers[m, 1] = np.uint64(base | ((w >> 22) & 0x3F))
+            triggers[m, 1] = np.uint64(base_t | ((w >> 22) & 0x3F))
             triggers[m, 2] = np.uint64((w >> 8) & 0x1F)
             m += 1
         elif kind == 0xE or kind == 0xF:
             pass
         else:
-            _count(issues, UNKNOWN_TYPE, i)
+            _count(issues, UNKNOWN_TYPE, base + j)
     state[S_TIME_HIGH] = time_high
     state[S_WRAPS] = wraps
     state[S_LAST_T] = last_t
-    return n, m
+    return n, m, done

@@ -39,7 +39,7 @@ S_WRAPS = 2
 S_Y = 3
 S_BASE_X = 4
 S_POLARITY = 5
-S_LAST_T = 6  # latest event time so far (to count events out of order)
+S_LAST_T = 6  # latest time of the events written so far (to count events out of order; the reader's duration)
 STATE_SIZE = 7
 
 
@@ -70,18 +70,21 @@ def _popcount(value):
 
 
 @numba.njit(cache=True, nogil=True)
-def decode(words, start, stop, state, issues, width, height, events, triggers):
-    """Decodes ``words[start:stop]``.
+def decode(words, base, state, issues, width, height, events, triggers):
+    """Decodes the words of one segment.
 
     Args:
-        words: (N,) uint16 stream words. state: int64 (STATE_SIZE,), updated in place. issues: int64
-            (NUM_ISSUES, 2) counters, updated in place (word indices are absolute in ``words``).
+        words: (N,) uint16 stream words. base: index of ``words[0]`` in the whole stream (issues name absolute word
+            indices). state: int64 (STATE_SIZE,), updated in place. issues: int64 (NUM_ISSUES, 2) counters, updated
+            in place.
         width, height: sensor size; events outside are dropped (2048 when unknown).
-        events: (at least 12 * (stop - start), 2) uint64 view of an EVENT_DTYPE array: each event is written as two
-            little-endian words, ``x | y << 16 | p << 32`` and ``t`` (two contiguous stores instead of four strided).
-        triggers: (at least stop - start, 3) uint64 view of a TRIGGER_DTYPE array (p, t, id).
+        events: (capacity, 2) uint64 view of an EVENT_DTYPE array (12 * N rows always suffice): each event is
+            written as two little-endian words, ``x | y << 16 | p << 32`` and ``t`` (two contiguous stores instead
+            of four strided).
+        triggers: (capacity, 3) uint64 view of a TRIGGER_DTYPE array (p, t, id).
     Returns:
-        (number of events, number of triggers) written.
+        (number of events, number of triggers, number of words decoded): the last is less than N only when an
+        output array is full (nothing is ever written past its end), which the caller reports.
     """
     time_high = state[S_TIME_HIGH]
     time_low = state[S_TIME_LOW]
@@ -93,23 +96,29 @@ def decode(words, start, stop, state, issues, width, height, events, triggers):
     t = (wraps << 24) | (time_high << 12) | time_low
     n = 0
     m = 0
-    for i in range(start, stop):
-        w = np.int64(words[i])
+    n_cap = events.shape[0]
+    m_cap = triggers.shape[0]
+    done = len(words)
+    for j in range(len(words)):
+        w = np.int64(words[j])
         kind = w >> 12
         payload = w & 0xFFF
         # branches in order of frequency in real streams
         if kind == 0x2:
             if time_high < 0:
-                _count(issues, NO_TIME, i, 1)
+                _count(issues, NO_TIME, base + j, 1)
             elif y < 0:
-                _count(issues, NO_ADDRESS, i, 1)
+                _count(issues, NO_ADDRESS, base + j, 1)
             else:
                 x = payload & 0x7FF
                 if x >= width or y >= height:
-                    _count(issues, OUT_OF_BOUNDS, i, 1)
+                    _count(issues, OUT_OF_BOUNDS, base + j, 1)
                 else:
+                    if n >= n_cap:
+                        done = j
+                        break
                     if t < last_t:
-                        _count(issues, TIME_UNSORTED, i, 1)
+                        _count(issues, TIME_UNSORTED, base + j, 1)
                     else:
                         last_t = t
                     events[n, 0] = np.uint64(x | (y << 16) | ((payload >> 11) << 32))
@@ -121,24 +130,31 @@ def decode(words, start, stop, state, issues, width, height, events, triggers):
             size = 12 if kind == 0x4 else 8
             valid = payload & ((1 << size) - 1)
             if time_high < 0:
-                _count(issues, NO_TIME, i, _popcount(valid))
+                _count(issues, NO_TIME, base + j, _popcount(valid))
             elif y < 0 or base_x < 0:
-                _count(issues, NO_ADDRESS, i, _popcount(valid))
+                _count(issues, NO_ADDRESS, base + j, _popcount(valid))
             elif valid:
-                if t < last_t:
-                    _count(issues, TIME_UNSORTED, i, _popcount(valid))
-                else:
-                    last_t = t
                 high_bits = np.uint64((y << 16) | (polarity << 32))
+                first = n
                 for b in range(size):
                     if (valid >> b) & 1:
                         x = base_x + b
                         if x >= width or y >= height:
-                            _count(issues, OUT_OF_BOUNDS, i, 1)
+                            _count(issues, OUT_OF_BOUNDS, base + j, 1)
                             continue
+                        if n >= n_cap:
+                            done = j
+                            break
                         events[n, 0] = high_bits | np.uint64(x)
                         events[n, 1] = np.uint64(t)
                         n += 1
+                if done < len(words):
+                    break
+                if n > first:  # last_t: the latest time of the events kept (the reader's duration)
+                    if t < last_t:
+                        _count(issues, TIME_UNSORTED, base + j, n - first)
+                    else:
+                        last_t = t
             if base_x >= 0:
                 base_x += size
         elif kind == 0x3:
@@ -157,15 +173,18 @@ def decode(words, start, stop, state, issues, width, height, events, triggers):
                     time_high = payload
                     time_low = 0
                 else:
-                    _count(issues, TIME_BACKWARDS, i, 1)
+                    _count(issues, TIME_BACKWARDS, base + j, 1)
             elif payload > time_high:
                 time_high = payload
                 time_low = 0
             t = (wraps << 24) | (time_high << 12) | time_low
         elif kind == 0xA:
             if time_high < 0:
-                _count(issues, NO_TIME, i, 1)
+                _count(issues, NO_TIME, base + j, 1)
             else:
+                if m >= m_cap:
+                    done = j
+                    break
                 triggers[m, 0] = np.uint64(payload & 1)
                 triggers[m, 1] = np.uint64(t)
                 triggers[m, 2] = np.uint64((payload >> 8) & 0xF)
@@ -173,7 +192,7 @@ def decode(words, start, stop, state, issues, width, height, events, triggers):
         elif kind == 0x7 or kind == 0xE or kind == 0xF:
             pass
         else:
-            _count(issues, UNKNOWN_TYPE, i, 1)
+            _count(issues, UNKNOWN_TYPE, base + j, 1)
     state[S_TIME_HIGH] = time_high
     state[S_TIME_LOW] = time_low
     state[S_WRAPS] = wraps
@@ -181,4 +200,4 @@ def decode(words, start, stop, state, issues, width, height, events, triggers):
     state[S_BASE_X] = base_x
     state[S_POLARITY] = polarity
     state[S_LAST_T] = last_t
-    return n, m
+    return n, m, done

@@ -53,24 +53,60 @@ def _get(fields: dict[str, str], key: str) -> str | None:
     return None
 
 
+#: bytes a header key is made of (Metavision writes snake_case words such as ``plugin_name``, ``system_ID``)
+_KEY_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+
+
+def _looks_like_header_line(head: bytes) -> bool:
+    """True when ``head`` starts with ``"% "``, a key of at least two key bytes, then a space or a line end.
+
+    Used once the encoding is known, where the data may start right after the last header line (``% end`` is
+    optional) and its first byte may be 0x25 ``%``. Why this tells them apart:
+
+    - EVT 2.0: bytes 2-3 of such a line are key bytes (0x2D-0x7A), so the first 32-bit word would have type
+      ``byte 3 >> 4`` in 2-7, which EVT 2.0 reserves: valid data never starts like this.
+    - EVT 3.0: the line would read as ADDR_X 37 (bytes 25 20) followed by key bytes and a space/newline; for
+      uniformly random words that is about 1 in 10**8 recordings, while every header line matches.
+    """
+    if not head.startswith(b"% "):
+        return False
+    key = 0
+    for byte in head[2:]:
+        if byte in _KEY_BYTES:
+            key += 1
+            continue
+        return key >= 2 and byte in b" \t\r\n"
+    return False
+
+
 def read_header_lines(path: str | os.PathLike, f) -> tuple[dict[str, str], int]:
     """Reads the ``%`` lines from the start of open binary file ``f``; returns ({key: value}, body offset).
+
+    The header ends at ``% end``, or at the first byte that is not ``%``, or, once a line has given the encoding
+    (``evt`` or ``format``), at the first bytes that do not look like a header line (see
+    :func:`_looks_like_header_line`): without ``% end``, event data starting with 0x25 is data, not a header line.
 
     Raises:
         EventFileError: a header line that is not newline-terminated ASCII text (naming its byte offset).
     """
     fields: dict[str, str] = {}
+    encoding_known = False
     while True:
         start = f.tell()
         if start > _MAX_HEADER:
             raise EventFileError(path, f"RAW header longer than {_MAX_HEADER} bytes: garbled header", start)
-        if f.read(1) != b"%":
+        head = f.read(256)
+        if head.startswith(b"%") and b"\n" not in head:  # a long line: look as far as a line may go
+            head += f.read(_MAX_LINE - len(head))
+        if not head.startswith(b"%") or (encoding_known and not _looks_like_header_line(head)):
             f.seek(start)
             return fields, start
-        line = f.readline(_MAX_LINE)
-        if not line.endswith(b"\n"):
+        end = head.find(b"\n")
+        if end < 0:
             raise EventFileError(path, f"garbled RAW header: a '%' line is not newline-terminated within {_MAX_LINE} "
                                        "bytes", start)
+        line = head[1:end + 1]
+        f.seek(start + end + 1)
         try:
             text = line.decode("ascii").strip()
         except UnicodeDecodeError:
@@ -81,6 +117,7 @@ def read_header_lines(path: str | os.PathLike, f) -> tuple[dict[str, str], int]:
         if text:
             key, _, value = text.partition(" ")
             fields[key] = value.strip()
+            encoding_known = encoding_known or key.lower() in ("evt", "format")
 
 
 def _encoding(path: str | os.PathLike, fields: dict[str, str]) -> str:

@@ -54,3 +54,15 @@ def first_at_or_after(t, value):
         else:
             hi = mid
     return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def first_backwards(t, before):
+    """Index of the first item of ``t`` smaller than the one before it (``before`` for item 0: the previous
+    timestamp, or a value <= every timestamp when there is none), -1 when ``t`` does not go backwards."""
+    previous = before
+    for i in range(len(t)):
+        if t[i] < previous:
+            return i
+        previous = t[i]
+    return -1

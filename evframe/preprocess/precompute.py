@@ -6,9 +6,12 @@
 Every event file under INPUT_DIR (recursively, keeping sub-folders such as train/val/test): ``*.dat``, Prophesee RAW
 ``*.raw`` (EVT 2.0 / 3.0) and Metavision HDF5 event files ``*.hdf5`` (tensor files are skipped), becomes
 ``OUTPUT_DIR/<sub-folder>/<name>.h5`` (a trailing ``_td`` is dropped from the name), tensor ``i`` covering
-``[i * delta_t, (i + 1) * delta_t)`` up to the last event. Files are streamed a few bins at a time (bounded
-memory). Label files beside a recording (``<name>_bbox.npy``, ``<name>_flow.h5``, ``<name>_frames.h5``) are
-copied beside its tensors, and every ``label_map_dictionary.json`` to the same relative place.
+``[i * delta_t, (i + 1) * delta_t)`` up to the last event. As in Metavision's ``generate_hdf5``, each tensor is
+computed from its own bin alone (``compute(..., num_tbins=1, start_ts=i * delta_t)``), so the files equal
+Metavision's (an ``event_cube`` computed over several bins at once would share weights across the bin edges).
+Files are streamed a few bins at a time (bounded memory). Label files beside a recording (``<name>_bbox.npy``,
+``<name>_flow.h5``, ``<name>_frames.h5``) are copied beside its tensors, and every ``label_map_dictionary.json`` to
+the same relative place.
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ def copy_labels(source: Path, output: Path) -> list[Path]:
 def convert_file(source: Path, output: Path, job: Job) -> FileResult:
     """Computes the tensors of one event file into ``output`` (atomically) and copies its labels."""
     from evframe.io import open_events
-    from evframe.preprocess import compute, num_channels
+    from evframe.preprocess import num_channels
     from evframe.preprocess.h5_tensors import TensorH5Writer
 
     begin = time.perf_counter()
@@ -208,12 +211,37 @@ def convert_file(source: Path, output: Path, job: Job) -> FileResult:
                 n = min(chunk, num_bins - first)
                 events = reader.load_delta_t(n * job.delta_t)
                 events_done += len(events)
-                writer.append(compute(job.preprocess, events, n, height, width, job.delta_t,
-                                      start_ts=first * job.delta_t, downsample=job.downsample, **job.kwargs))
+                writer.append(tensors_bin_by_bin(job, events, first, n, height, width, channels))
     finally:
         reader.close()
     copy_labels(source, output)
     return FileResult(source, output, "done", num_bins, events_done, time.perf_counter() - begin)
+
+
+def tensors_bin_by_bin(job: Job, events: Any, first: int, n: int, height: int, width: int,
+                       channels: int) -> Any:
+    """Tensors of bins ``first .. first + n - 1``, each computed alone (``num_tbins=1``), as Metavision does.
+
+    Args:
+        events: the EVENT_DTYPE events of those bins (normally sorted by t; sorted here, stably, if not).
+    Returns:
+        float32 ndarray (n, channels, height >> downsample, width >> downsample).
+    """
+    import numpy as np
+
+    from evframe.preprocess import compute
+
+    t = events["t"]
+    if len(t) > 1 and bool((t[1:] < t[:-1]).any()):
+        events = events[np.argsort(t, kind="stable")]
+        t = events["t"]
+    edges = (first + np.arange(n + 1, dtype=np.int64)) * job.delta_t
+    bounds = np.searchsorted(t, edges, side="left")
+    out = np.empty((n, channels, height >> job.downsample, width >> job.downsample), dtype=np.float32)
+    for i in range(n):
+        out[i] = compute(job.preprocess, events[bounds[i]:bounds[i + 1]], 1, height, width, job.delta_t,
+                         start_ts=int(edges[i]), downsample=job.downsample, **job.kwargs)[0].numpy()
+    return out
 
 
 def _convert_safely(source: Path, output: Path, job: Job) -> FileResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -12,9 +13,15 @@ from evframe.io.dtypes import EVENT_DTYPE
 _FIELDS = ("x", "y", "p", "t")
 
 
+#: int64 range of the timestamps (EVENT_DTYPE's ``t``): the time window must lie inside it
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: largest sensor side: event coordinates are uint16, so columns/rows beyond 65536 could never hold an event
+MAX_SENSOR_SIDE = 2**16
+
+
 class Geometry(NamedTuple):
     """Validated tensor geometry: output is (num_tbins, C, out_height, out_width); bins cover
-    ``[start_ts + i * delta_t, start_ts + (i + 1) * delta_t)``."""
+    ``[start_ts + i * delta_t, start_ts + (i + 1) * delta_t)``. ``start_ts`` and ``end_ts`` fit in int64."""
 
     num_tbins: int
     height: int
@@ -31,28 +38,26 @@ class Geometry(NamedTuple):
         return self.start_ts + self.num_tbins * self.delta_t
 
 
-def as_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as a Python int (integral floats such as 50000.0 from configs are accepted).
+def as_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as a Python int; Python and numpy integers are accepted, bools and floats (even 2.0) are not.
 
     Raises:
-        ValueError: not an integer, or below ``minimum``.
+        ValueError: not an integer, or outside ``[minimum, maximum]`` (the message names ``name`` and the range).
     """
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got the bool {value}")
-    if isinstance(value, numbers.Integral):
-        result = int(value)
-    elif isinstance(value, numbers.Real) and float(value).is_integer():
-        result = int(value)
-    else:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    result = int(value)
     if minimum is not None and result < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {result}")
+    if maximum is not None and result > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {result}")
     return result
 
 
 def as_positive_float(name: str, value: Any) -> float:
-    """``value`` as a float > 0 (ValueError otherwise)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+    """``value`` (an int or a float, not a bool) as a finite float > 0 (ValueError otherwise)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -68,18 +73,49 @@ def as_bool(name: str, value: Any) -> bool:
 
 def check_geometry(num_tbins: Any, height: Any, width: Any, delta_t: Any, start_ts: Any = 0,
                    downsample: Any = 0) -> Geometry:
-    """Validates the tensor geometry arguments (ValueError naming the argument)."""
+    """Validates the tensor geometry arguments (ValueError naming the argument and the expected range).
+
+    ``height`` and ``width`` are at most 65536 (coordinates are uint16); the window ``[start_ts, start_ts +
+    num_tbins * delta_t)`` must lie inside the int64 range of the timestamps, so that no time arithmetic of the
+    kernels can overflow.
+    """
     num_tbins = as_int("num_tbins", num_tbins, 1)
-    height = as_int("height", height, 1)
-    width = as_int("width", width, 1)
+    height = as_int("height", height, 1, MAX_SENSOR_SIDE)
+    width = as_int("width", width, 1, MAX_SENSOR_SIDE)
     delta_t = as_int("delta_t", delta_t, 1)
-    start_ts = as_int("start_ts", start_ts)
+    start_ts = as_int("start_ts", start_ts, INT64_MIN, INT64_MAX)
     downsample = as_int("downsample", downsample, 0)
+    duration = num_tbins * delta_t
+    if duration > INT64_MAX or start_ts + duration > INT64_MAX:  # kernels compute end and t - start in int64
+        raise ValueError(f"the time window [start_ts, start_ts + num_tbins * delta_t) = [{start_ts}, "
+                         f"{start_ts + duration}) must end at or before 2**63 - 1 and last at most 2**63 - 1 us (int64 "
+                         f"timestamps): got start_ts={start_ts}, num_tbins={num_tbins}, delta_t={delta_t}")
     out_h, out_w = height >> downsample, width >> downsample
     if out_h < 1 or out_w < 1:
         raise ValueError(f"downsample={downsample} leaves no pixel of a {height}x{width} (height x width) sensor: "
                          f"{height} >> {downsample} = {out_h}, {width} >> {downsample} = {out_w}")
     return Geometry(num_tbins, height, width, delta_t, start_ts, downsample, out_h, out_w)
+
+
+def memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_tensor_size(geometry: Geometry, channels: int, itemsize: int = 4) -> None:
+    """Raises ValueError when a ``(num_tbins, channels, out_height, out_width)`` tensor of ``itemsize``-byte values
+    would not fit in this machine's memory (instead of a MemoryError, or an allocation swapping the machine)."""
+    g = geometry
+    size = g.num_tbins * channels * g.out_height * g.out_width * itemsize
+    limit = memory_bytes()
+    if limit is not None and size > limit:
+        raise ValueError(f"the output tensor (num_tbins, C, height >> downsample, width >> downsample) = "
+                         f"({g.num_tbins}, {channels}, {g.out_height}, {g.out_width}) needs {size / 2**30:.3g} GiB, "
+                         f"more than the {limit / 2**30:.3g} GiB of memory of this machine: reduce num_tbins, "
+                         "height, width or the channels, or raise downsample")
 
 
 def as_event_array(events: Any) -> np.ndarray:

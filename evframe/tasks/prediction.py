@@ -1,4 +1,5 @@
-"""What the tasks' ``mode=predict`` functions share: one sequential loader per recording given by the user."""
+"""What the tasks' ``mode=predict`` functions share: one sequential loader per recording given by the user, playing it
+from where it starts."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from evframe.data.sequential import SequentialDataLoader
 def recording_loaders(paths: Sequence[str], preprocess: Mapping,
                       load_labels: Callable[[str], Any] | None = None) -> Iterator[tuple[str, SequentialDataLoader]]:
     """``(path, loader)`` for every recording of ``task.predict.paths``, in order: a batch-size-1
-    :class:`SequentialDataLoader` that plays the whole recording with the run's ``preprocess`` (name, delta_t,
-    num_tbins, channels, kwargs, downsample), at the sensor size read from the file.
+    :class:`SequentialDataLoader` that plays the whole recording, from its first event rounded down to ``delta_t``
+    (cameras timestamp from their own start; a tensor file from its first tensor) to its last, with the run's
+    ``preprocess`` (name, delta_t, num_tbins, channels, kwargs, downsample), at the sensor size read from the file.
 
     Args:
         paths: event recordings (any format ``evframe.io.open_events`` reads) or precomputed tensor files.
@@ -39,7 +41,8 @@ def recording_loaders(paths: Sequence[str], preprocess: Mapping,
         yield path, SequentialDataLoader(
             [path], delta_t=int(p["delta_t"]), preprocess_function_name=str(p["name"]),
             array_dim=[int(p["num_tbins"]), int(p["channels"]), height, width], load_labels=hook, batch_size=1,
-            preprocess_kwargs=dict(p.get("kwargs") or {}), downsample=int(p.get("downsample", 0)))
+            preprocess_kwargs=dict(p.get("kwargs") or {}), downsample=int(p.get("downsample", 0)),
+            start_ts=None)
 
 
 __all__ = ["recording_loaders"]

@@ -11,12 +11,14 @@ import lightning as L
 import torch
 
 from evframe.models.temporal import clear_recurrent_states
+from evframe.utils.weight_averaging import evaluated_weights
 
 
 class PeriodicVideoCallback(L.Callback):
     """Every ``video_result_every_n_epochs`` training epochs (0: never), global rank 0 renders validation data with
     the model through :meth:`write_demo_video` (a file under ``<run dir>/videos/`` and, with a W&B logger, a logged
-    video). Not during Lightning's sanity check."""
+    video). Not during Lightning's sanity check. The video shows what validation evaluates: with a weight-averaging
+    callback (``callbacks.weight_averaging``), the averaged weights."""
 
     def __init__(self, video_result_every_n_epochs: int) -> None:
         self.video_result_every_n_epochs = int(video_result_every_n_epochs)
@@ -24,13 +26,12 @@ class PeriodicVideoCallback(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         n = self.video_result_every_n_epochs
         if n > 0 and (trainer.current_epoch + 1) % n == 0 and trainer.is_global_zero and not trainer.sanity_checking:
-            self.write_demo_video(trainer, pl_module)
+            with evaluated_weights(trainer, pl_module):
+                self.write_demo_video(trainer, pl_module)
 
     def write_demo_video(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         """Renders the video; returns its path (None when there is nothing to render)."""
         raise NotImplementedError
-
-
 
 
 @torch.no_grad()

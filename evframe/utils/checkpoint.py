@@ -10,8 +10,10 @@
   checkpoint (all plain values and tensors, so they load with ``weights_only=True``).
 - :func:`resolve_ckpt_path`: ``ckpt_path=last`` -> the newest checkpoint of this run directory (a requeued job) or of
   the latest run of the same experiment directory; any other value must be an existing file.
-- :func:`read_checkpoint` / :func:`check_checkpoint_matches`: load without unpickling arbitrary objects and refuse a
-  checkpoint of another task or model with a message listing what differs.
+- :func:`read_checkpoint` / :func:`checkpoint_for` / :func:`check_checkpoint_matches`: load without unpickling
+  arbitrary objects, refuse a file that cannot serve the run (not a torch file, truncated, no ``state_dict``, no
+  training state to resume) and a checkpoint of another task or model, with a message naming the file and what is
+  wrong.
 """
 
 from __future__ import annotations
@@ -311,34 +313,149 @@ def resolve_ckpt_path(ckpt_path: str | os.PathLike | None, output_dir: str | os.
                                   f"{experiment_dir} (nor hpc_ckpt_*.ckpt); give ckpt_path=<file> instead")
         return found
     path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"ckpt_path: '{path}' is a directory; give a checkpoint file (e.g. "
+                              f"{path / 'checkpoints' / 'last.ckpt'}) or ckpt_path=last")
     if not path.is_file():
         raise CheckpointError(f"ckpt_path: checkpoint file '{path}' does not exist")
     return path.resolve()
 
 
 # ------------------------------------------------------------------------------------------------------ loading
+#: what each use of a checkpoint needs besides a ``state_dict`` of tensors: Lightning's loader reads its version
+#: (test, resume), and resuming a fit restores the loops, the optimizers and the schedulers
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "weights": (),
+    "test": ("pytorch-lightning_version",),
+    "resume": ("pytorch-lightning_version", "epoch", "global_step", "loops", "optimizer_states", "lr_schedulers"),
+}
+#: the checkpoint use of each run mode
+MODE_PURPOSE: dict[str, str] = {"train": "resume", "test": "test", "predict": "weights", "export": "weights"}
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_PICKLE_PROTOCOL = 0x80  # the first byte of a pickle (protocol >= 2): torch's format before zip archives
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Loads a checkpoint dict with ``weights_only=True`` (tensors and plain values only; nothing else is unpickled)
-    and memory-mapped, so reading its metadata is cheap.
+    and, for torch's zip format, memory-mapped, so reading its metadata is cheap.
 
     Raises:
-        CheckpointError: missing file, not a torch checkpoint, or it holds objects that would need arbitrary
-            unpickling (naming the refused global).
+        CheckpointError: naming the file: missing, a directory, empty, not a torch file, truncated/corrupt, holding
+            objects that would need arbitrary unpickling (naming the refused global), or not a dict.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint '{path}' is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err})") from err
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a torch checkpoint")
+    is_zip = head.startswith(_ZIP_MAGIC)
+    if not is_zip and head[0] != _PICKLE_PROTOCOL:
+        raise CheckpointError(f"{path}: not a torch checkpoint (torch.save writes a zip archive; this file starts "
+                              f"with {head!r})")
+    try:
+        # mmap needs the zip format; the older pickle format is read whole
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = _unpickler_reason(str(err))
+        if "GLOBAL" not in reason:  # not a refused class or function: a pickle torch's format does not know
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (torch says: {reason})") from err
+        refused = reason.split(" Please use", 1)[0]  # torch's advice to allow the global is not evframe's
         raise CheckpointError(
             f"{path}: refused to load: the checkpoint holds objects other than tensors and plain values, and "
-            f"evframe never unpickles arbitrary objects (weights_only=True). torch says: {first_line}") from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+            f"evframe never unpickles arbitrary objects (weights_only=True). torch says: {refused}") from err
+    except Exception as err:  # a damaged file makes torch's readers fail in many ways (zip, pickle, storage sizes)
+        hint = " (the zip archive is incomplete: a truncated or damaged file)" if "central directory" in str(err) \
+            else ""
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a readable torch checkpoint{hint} ({type(err).__name__}: "
+                              f"{first_line})") from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
+    return state
+
+
+def _unpickler_reason(text: str) -> str:
+    """The useful part of torch's weights-only refusal: the line after ``WeightsUnpickler error:`` (the refused
+    global, or the pickle instruction it does not know), else the first line."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or next((follow for follow in lines[i + 1:] if follow), line)
+    return lines[0] if lines else "no message"
+
+
+#: the suffix of the entries a module's ``get_extra_state`` adds to its state dict (plain values, not tensors)
+EXTRA_STATE_SUFFIX = "_extra_state"
+
+
+def _not_weights(weights: Mapping[Any, Any]) -> list[str]:
+    """The entries of a state dict that are neither a tensor under a name nor a module's extra state."""
+    return [f"{k!r} ({type(v).__name__})" for k, v in weights.items()
+            if not isinstance(k, str) or not (isinstance(v, torch.Tensor) or k.endswith(EXTRA_STATE_SUFFIX))]
+
+
+def _is_bare_state_dict(state: Mapping[str, Any]) -> bool:
+    """A file written by ``torch.save(model.state_dict())``: parameter names to tensors (and extra states)."""
+    return any(isinstance(v, torch.Tensor) for v in state.values()) and not _not_weights(state)
+
+
+def checkpoint_weights(state: Mapping[str, Any], path: str | os.PathLike, allow_bare: bool = False) -> dict:
+    """The ``state_dict`` of a loaded checkpoint, checked to map parameter names to tensors (a module's
+    ``get_extra_state`` entries, ``<prefix>_extra_state``, may hold plain values).
+
+    Args:
+        state: the checkpoint dict (:func:`read_checkpoint`).
+        allow_bare: accept a file that is itself a state dict (``torch.save(model.state_dict())``).
+    Raises:
+        CheckpointError: no ``state_dict`` (listing the keys found), or one that is not a mapping of tensors.
+    """
+    if "state_dict" not in state:
+        if allow_bare and _is_bare_state_dict(state):
+            return dict(state)
+        keys = ", ".join(sorted(map(str, state))[:12]) or "none"
+        raise CheckpointError(f"{path}: no 'state_dict' in the checkpoint (its keys: {keys}); expected a Lightning "
+                              "checkpoint (ModelCheckpoint's .ckpt files)")
+    weights = state["state_dict"]
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(f"{path}: 'state_dict' is a {type(weights).__name__}, expected a mapping of parameter "
+                              "names to tensors")
+    bad = _not_weights(weights)
+    if bad:
+        more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise CheckpointError(f"{path}: 'state_dict' must map parameter names to tensors; not a tensor: "
+                              f"{', '.join(bad[:5])}{more}")
+    return dict(weights)
+
+
+def checkpoint_for(path: str | os.PathLike, purpose: str) -> dict[str, Any]:
+    """Reads ``path`` and checks that it can serve ``purpose``; returns the checkpoint dict.
+
+    Args:
+        purpose: ``"weights"`` (predict, export: a ``state_dict``, or a bare state dict file), ``"test"`` (a
+            Lightning checkpoint: ``state_dict`` and Lightning's version) or ``"resume"`` (also the training state:
+            epoch, step, loops, optimizer and scheduler states), see :data:`REQUIRED_KEYS` and :data:`MODE_PURPOSE`.
+    Raises:
+        CheckpointError: naming the file and what is missing or wrong.
+    """
+    if purpose not in REQUIRED_KEYS:
+        raise ValueError(f"checkpoint purpose '{purpose}' is not one of {sorted(REQUIRED_KEYS)}")
+    state = read_checkpoint(path)
+    checkpoint_weights(state, path, allow_bare=purpose == "weights")
+    missing = [key for key in REQUIRED_KEYS[purpose] if key not in state]
+    if missing:
+        use = {"test": "testing", "resume": "resuming training"}[purpose]
+        saved_weights_only = "; ModelCheckpoint(save_weights_only=True) writes such files" \
+            if purpose == "resume" and "optimizer_states" in missing else ""
+        raise CheckpointError(f"{path}: {use} needs {', '.join(repr(k) for k in missing)} in the checkpoint, which "
+                              f"holds only {', '.join(sorted(map(str, state)))}{saved_weights_only}")
     return state
 
 
@@ -415,20 +532,20 @@ def check_checkpoint_matches(checkpoint: Mapping[str, Any], path: str | os.PathL
             raise CheckpointError(f"{path} was trained with another task or model than this run's config:\n  "
                                   + "\n  ".join(diffs))
     if module is not None and "state_dict" in checkpoint:
-        diffs = weight_differences(checkpoint["state_dict"], module)
+        diffs = weight_differences(checkpoint_weights(checkpoint, path), module)
         if diffs:
             raise CheckpointError(f"{path}: its weights do not fit {type(module).__name__}:\n  " + "\n  ".join(diffs))
 
 
 def load_module_weights(module: torch.nn.Module, path: str | Path) -> None:
-    """Loads the ``state_dict`` of a Lightning checkpoint into ``module`` (``weights_only=True``: tensors only).
+    """Loads the ``state_dict`` of a Lightning checkpoint (or a file that is a bare state dict) into ``module``
+    (``weights_only=True``: tensors only).
 
     Raises:
-        CheckpointError: no such checkpoint, unsafe content, or weights that do not match ``module`` (listing the
-            missing, unexpected and differently shaped entries).
+        CheckpointError: no such checkpoint, unsafe content, no ``state_dict``, or weights that do not match
+            ``module`` (listing the missing, unexpected and differently shaped entries).
     """
-    state = read_checkpoint(path)
-    weights = state.get("state_dict", state)
+    weights = checkpoint_weights(read_checkpoint(path), path, allow_bare=True)
     diffs = weight_differences(weights, module)
     if diffs:
         raise CheckpointError(f"{path}: its weights do not fit {type(module).__name__}:\n  " + "\n  ".join(diffs))

@@ -7,16 +7,38 @@ checkpoint with the same trainer right after fitting: there it would test the ra
 *averaged* weights won. Here a checkpoint loaded outside fitting is evaluated with its ``state_dict``, the averaged
 weights.
 
-Enable with ``callbacks.weight_averaging`` (see ``conf/callbacks/flow.yaml``).
+Enable with ``callbacks.weight_averaging`` (see ``conf/callbacks/flow.yaml``). :func:`evaluated_weights` puts the
+average into the module for the length of a block, for what renders the model between validations (the videos).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMAWeightAveraging
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
+
+
+@contextmanager
+def evaluated_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> Iterator[None]:
+    """Inside the block ``pl_module`` holds the weights validation evaluates: the average of the trainer's
+    weight-averaging callback while it keeps one (fitting), else its own weights (nothing changes). The raw weights
+    are put back afterwards, also when the block raises."""
+    averaging = next((cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging)
+                      and getattr(cb, "_average_model", None) is not None), None)
+    if averaging is None:
+        yield
+        return
+    # the same exchange of parameter and buffer values Lightning makes around every validation epoch
+    averaging._swap_models(pl_module)
+    try:
+        yield
+    finally:
+        averaging._swap_models(pl_module)
 
 
 class EMAWeightAveraging(LightningEMAWeightAveraging):

@@ -44,7 +44,7 @@ def _run(tmp_path: Path, *overrides: str) -> Path:
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO_ROOT))
     cmd = [sys.executable, "-m", "evframe.run", *overrides, "dataset=raw_stream",
            f"dataset.paths=[{','.join(map(str, paths))}]", f"dataset.val_paths=[{val_paths[0]}]", "debug=fdr",
-           "logger=csv", f"paths.root_dir={tmp_path}", "print_config=false"]
+           "logger=csv"]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     (run,) = sorted(p for p in (tmp_path / "outputs").glob("*/runs/*"))

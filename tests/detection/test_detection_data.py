@@ -96,7 +96,7 @@ def test_split_check_counts_bad_labels_and_skips_recordings_without_any(tmp_path
     good = write_recording(tmp_path, "good", make_boxes([(50_000, 10, 10, 20, 12, 0)]))
     bad = write_recording(tmp_path, "bad", make_boxes([
         (50_000, 10, 10, 0, 12, 0),       # zero width
-        (50_000, 10, 10, -5, 12, 1),      # negative width
+        (50_000, 10, 10, 5, 0, 1),        # zero height
         (50_000, 70, 10, 5, 5, 1),        # entirely right of the 64-px frame
         (50_000, 60, 40, 10, 10, 2),      # partly outside: clipped
         (50_000, 5, 5, 10, 10, 2),        # fine
@@ -111,7 +111,7 @@ def test_split_check_counts_bad_labels_and_skips_recordings_without_any(tmp_path
     assert files == [good, bad, empty]
     message = str(record[0].message)
     for part in ("1 recording(s) without a *_bbox.npy file skipped (unlabeled_td.dat)", "1 empty box file(s)",
-                 "2 box(es) of zero, negative or non-finite size dropped", "1 box(es) entirely outside the 64x48",
+                 "2 box(es) of zero width or height dropped", "1 box(es) entirely outside the 64x48",
                  "1 box(es) partly outside the 64x48 frame clipped", "bad_bbox.npy"):
         assert part in message
     with warnings.catch_warnings():
@@ -129,6 +129,12 @@ def test_unknown_class_ids_and_unreadable_box_files_are_clear_errors(tmp_path: P
     (tmp_path / "rec_bbox.npy").write_bytes(b"")
     with pytest.raises(EventFileError, match="rec_bbox.npy: not a readable .npy box file"):
         check_box_files([rec], LABEL_MAP, 48, 64)
+    # a negative or non-finite size is a broken file, not a box to drop: the split check stops on it
+    for w, shown in ((-5, "-5.0"), (np.nan, "nan")):
+        np.save(tmp_path / "rec_bbox.npy", make_boxes([(50_000, 1, 1, 5, 5, 0), (50_000, 10, 10, w, 12, 1)]))
+        with pytest.raises(EventFileError, match=rf"rec_bbox.npy: box field 'w' of box 1 is {shown}, expected a "
+                                                 r"finite float32 width >= 0"):
+            checked_recordings("train", [rec], LABEL_MAP, 48, 64)
 
 
 def test_data_module_feeds_finite_losses_from_bad_boxes(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision  # noqa: F401 - the exported model's NMS is torchvision's operator
+from cli_helpers import share_dataset_cache
 
 # torch deprecates TorchScript in favour of torch.export; the export is TorchScript on purpose (C++ applications)
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning")]
@@ -30,8 +31,8 @@ def run(tmp_path: Path, data_dir: Path, *overrides: str) -> Path:
     """Runs the entrypoint (outputs under tmp_path) and returns the new run directory."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
     before = set(_runs(tmp_path))
-    cmd = [sys.executable, "-m", "evframe.run", "task=detection", *overrides, f"paths.root_dir={tmp_path}",
-           f"paths.data_dir={data_dir}", "print_config=false", "num_threads=1"]
+    share_dataset_cache(tmp_path, data_dir)
+    cmd = [sys.executable, "-m", "evframe.run", "task=detection", *overrides]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")

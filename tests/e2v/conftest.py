@@ -34,8 +34,10 @@ def run_e2v(tmp_path, e2v_data_dir):
 
     def _run(*overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
         env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "evframe.run", "task=e2v", *overrides, f"paths.root_dir={tmp_path}",
-               f"paths.data_dir={e2v_data_dir}", "print_config=false", "num_threads=1"]
+        from cli_helpers import share_dataset_cache
+
+        share_dataset_cache(tmp_path, e2v_data_dir)
+        cmd = [sys.executable, "-m", "evframe.run", "task=e2v", *overrides]
         out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n"

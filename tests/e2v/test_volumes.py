@@ -39,6 +39,7 @@ def test_matches_event_cube_of_each_stream(split_polarity: bool, downsample: int
     events = torch.stack([torch.from_numpy(rng.integers(0, 2, n)), torch.from_numpy(rng.integers(0, width, n)),
                           torch.from_numpy(rng.integers(0, height, n)), torch.from_numpy(rng.integers(0, 2, n)),
                           torch.from_numpy(rng.integers(0, 200_000, n))], 1)
+    events = events[torch.argsort(events[:, 4], stable=True)]  # time order, as the simulator emits them
     vol = event_volume(events, 2, 3, 5, height, width, torch.tensor(starts), 50_000, max_incr_per_pixel=2.0,
                        split_polarity=split_polarity, downsample=downsample)
     # the CPU path GPUEBSIM takes (compiled kernel per stream) gives the same volumes as the tensor ops
@@ -53,6 +54,24 @@ def test_matches_event_cube_of_each_stream(split_polarity: bool, downsample: int
         expected = compute("event_cube", ev, 3, height, width, 50_000, start_ts=start, downsample=downsample,
                            num_utbins=5, split_polarity=split_polarity, max_incr_per_pixel=2.0)
         torch.testing.assert_close(vol[:, b], expected, atol=1e-6, rtol=1e-5)
+
+
+def test_weights_cross_bin_edges_and_updates_clip_in_row_order() -> None:
+    # 2 bins of 1000 us, depth 2 (micro bins of 500 us, centres 250, 750, 1250, 1750), max_incr_per_pixel 1
+    events = _rows((0, 0, 0, 1, 900),    # u = 1.3: 0.7 on micro bin 1 (bin 0), 0.3 on micro bin 2 (bin 1)
+                   (0, 1, 0, 0, 1100),   # OFF, u = 1.7: -0.3 on micro bin 1 (bin 0), -0.7 on micro bin 2
+                   *[(0, 2, 0, 1, 250)] * 3, *[(0, 2, 0, 0, 250)] * 2,   # +3 clipped to 1, then -2: -1
+                   *[(0, 3, 0, 0, 250)] * 2, *[(0, 3, 0, 1, 250)] * 3)   # -2 clipped to -1, then +3: 1
+    for split in (False, True):
+        vol = event_volume(events, 1, 2, 2, 1, 4, 0, 1000, max_incr_per_pixel=1.0, split_polarity=split)
+        cpu = build_event_volume(events, 1, 2, 2, 1, 4, 0, 1000, max_incr_per_pixel=1.0, split_polarity=split)
+        torch.testing.assert_close(vol, cpu, rtol=0, atol=1e-7)
+        if not split:
+            expected = torch.tensor([[[0.0, 0, -1, 1], [0.7, -0.3, 0, 0]], [[0.3, -0.7, 0, 0], [0, 0, 0, 0]]])
+            torch.testing.assert_close(vol[:, 0, :, 0], expected, rtol=0, atol=1e-7)
+        else:  # ON and OFF apart: every cell only grows and clips at 1
+            assert vol[0, 0, 1, 0, 2].item() == 1.0 and vol[0, 0, 0, 0, 2].item() == 1.0
+            assert vol[1, 0, 1, 0, 0].item() == pytest.approx(0.3) and vol[0, 0, 2, 0, 1].item() == pytest.approx(0.3)
 
 
 def test_bad_events_are_refused_with_the_reason() -> None:

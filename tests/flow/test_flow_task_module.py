@@ -115,7 +115,8 @@ def test_augmentation_flips_training_inputs_only() -> None:
     from evframe.tasks.flow.losses import FlowLoss
 
     recorder = _Recorder()
-    module = FlowLightningModule(recorder, FlowLoss({"data": 1.0}), partial(torch.optim.SGD, lr=0.1),
+    module = FlowLightningModule(recorder, FlowLoss({"data": 1.0}, channels_per_micro_bin=1),
+                                 partial(torch.optim.SGD, lr=0.1),
                                  augmentation=StreamFlip(hflip=1.0, vflip=0.0, seed=0))
     inputs = torch.arange(2 * 1 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 1, 2, 3)
     batch = {"inputs": inputs, "mask_keep_memory": torch.zeros(1), "labels": [[None], [None]],

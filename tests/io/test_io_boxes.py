@@ -45,24 +45,25 @@ def test_gen1_layout_is_converted(tmp_path, with_track):
 def test_bad_box_files(tmp_path):
     unknown = np.zeros(2, dtype=[("time", "<i8"), ("x", "<f4"), ("y", "<f4")])
     np.save(tmp_path / "u_bbox.npy", unknown)
-    with pytest.raises(EventFileError, match=r"u_bbox\.npy: unknown box layout: fields \['time', 'x', 'y'\].*"
-                                             r"expected t\|ts, x, y, w, h, class_id, track_id \(optional\), "
-                                             r"class_confidence\|confidence"):
+    with pytest.raises(EventFileError, match=r"u_bbox\.npy: box field 't\|ts' is missing: unknown box layout, "
+                                             r"fields \['time', 'x', 'y'\].*expected t\|ts, x, y, w, h, class_id, "
+                                             r"track_id \(optional\), class_confidence\|confidence"):
         load_boxes(tmp_path / "u_bbox.npy")
     np.save(tmp_path / "plain_bbox.npy", np.zeros((3, 4)))
-    with pytest.raises(EventFileError, match=r"plain_bbox\.npy: boxes should be a structured array"):
+    with pytest.raises(EventFileError, match=r"plain_bbox\.npy: boxes should be a 1-D structured array"):
         load_boxes(tmp_path / "plain_bbox.npy")
     (tmp_path / "junk_bbox.npy").write_bytes(b"not numpy at all")
     with pytest.raises(EventFileError, match=r"junk_bbox\.npy: not a readable \.npy"):
         load_boxes(tmp_path / "junk_bbox.npy")
     unsorted = make_boxes()[::-1]
     np.save(tmp_path / "s_bbox.npy", unsorted)
-    with pytest.raises(EventFileError, match=r"s_bbox\.npy: box timestamps not sorted: box 2 has t=0 after t=50000"):
+    with pytest.raises(EventFileError, match=r"s_bbox\.npy: box timestamps not sorted: box field 't' of box 2 is 0, "
+                                             r"after 50000 at box 1; expected times in increasing order"):
         load_boxes(tmp_path / "s_bbox.npy")
     negative = np.zeros(1, dtype=[(n, "<i8" if n == "ts" else GEN1_DTYPE[n]) for n in GEN1_DTYPE.names])
     negative["ts"] = -5
     np.save(tmp_path / "n_bbox.npy", negative)
-    with pytest.raises(EventFileError, match="'ts' has negative values"):
+    with pytest.raises(EventFileError, match="box field 'ts' of box 0 is -5, expected an integer time in us"):
         load_boxes(tmp_path / "n_bbox.npy")
     with pytest.raises(FileNotFoundError):
         load_boxes(tmp_path / "missing_bbox.npy")
@@ -79,8 +80,8 @@ def test_label_map_round_trip(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("{not json", "not valid JSON"),
     ('["car"]', "should be a JSON object"),
-    ('{"car": "0"}', "entry 'car': '0' should map a non-negative integer id"),
-    ('{"0": 5}', "entry '0': 5 should map"),
+    ('{"car": "0"}', "label map key 'car': expected a non-negative integer id written in decimal digits"),
+    ('{"0": 5}', r"label map key '0': maps to 5, expected a non-empty class name \(a string\)"),
 ])
 def test_bad_label_maps(tmp_path, text, message):
     path = tmp_path / "label_map_dictionary.json"

@@ -79,7 +79,7 @@ def test_seek_and_slices_match_hand_slices(tmp_path, random_events):
     path = tmp_path / "r_td.dat"
     write_dat(path, events, 48, 64)
     reader = DatReader(path)
-    for t0, dt in [(0, 1), (0, 777), (t[1234], 1), (t[1234] + 1, 500), (19_990, 1000), (50_000, 10), (-5, 10)]:
+    for t0, dt in [(0, 1), (0, 777), (t[1234], 1), (t[1234] + 1, 500), (19_990, 1000), (50_000, 10)]:
         reader.seek_time(t0)
         assert reader.current_position == np.count_nonzero(t < t0)
         got = reader.load_delta_t(dt)
@@ -110,9 +110,9 @@ def test_seek_and_slices_match_hand_slices(tmp_path, random_events):
     assert np.array_equal(reader.load_delta_t(5), events[2007:][t[2007:] < end])
     reader.seek_event(len(events))
     assert reader.done and reader.current_time == t[-1] + 1
-    with pytest.raises(ValueError, match="seek_event"):
+    with pytest.raises(ValueError, match=r"n=3001 is out of range, expected an integer in \[0, 3000\]"):
         reader.seek_event(len(events) + 1)
-    with pytest.raises(ValueError, match="delta_t > 0"):
+    with pytest.raises(ValueError, match=r"delta_t=0 is out of range, expected an integer in \[1, "):
         reader.load_delta_t(0)
 
 
@@ -135,7 +135,7 @@ def test_user_size_and_header_precedence(tmp_path):
     assert (DatReader(no_size, height=20, width=30).height, DatReader(no_size, 20, 30).width) == (20, 30)
     with pytest.raises(EventFileError, match=r"nosize\.dat.*record 0: x=29 out of range, expected < Width 29"):
         DatReader(no_size, height=20, width=29).load_all()
-    with pytest.raises(ValueError, match="width=0, expected a positive int"):
+    with pytest.raises(ValueError, match=r"width=0 is out of range, expected an integer in \[1, 65536\]"):
         DatReader(no_size, height=20, width=0)
     sized = write_bytes(tmp_path, HEADER + b"\x00\x08" + body, "sized.dat")
     with pytest.warns(UserWarning, match=r"sized\.dat: header says Width 30 but 64 was given"):

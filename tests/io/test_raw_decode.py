@@ -268,3 +268,36 @@ def test_header_errors_and_empty_files(tmp_path):
                                                                  b"% geometry 640x480\n")
     with pytest.warns(UserWarning, match=r"'format' says 1280x720 but 'geometry' says 640x480; using 1280x720"):
         assert RawReader(disagree).width == 1280
+
+
+def test_data_starting_with_a_percent_byte_is_not_read_as_a_header_line(tmp_path):
+    # Without '% end' the data follows the last header line, and its first byte may be 0x25 ('%').
+    # EVT 2.0: TIME_HIGH 0x2025 is the word 0x80002025, stored 25 20 00 80 ("% " then binary); the next word, an
+    # event at y = 37, starts with 0x25 too.
+    header2 = b"% Date 2020-09-14 09:03:25\n% plugin_name hal_plugin_gen3_fx3\n% evt 2.0\n"
+    path2 = write2(tmp_path, [th2(0x2025), cd(1, 5, 100, 37), cd(0, 6, 639, 479)], header=header2)
+    assert path2.read_bytes()[len(header2):len(header2) + 4] == b"% \x00\x80"
+    reader = open_events(path2)
+    assert (reader.encoding, reader._body_offset, reader.width, reader.height) == ("evt2", len(header2), 640, 480)
+    assert np.array_equal(reader.load_all(), events((100, 37, 1, (0x2025 << 6) | 5), (639, 479, 0, (0x2025 << 6) | 6)))
+    # EVT 3.0: TIME_HIGH 0x025 is 0x8025, stored 25 80; header lines after the encoding line are still read
+    header3 = b"% evt 3.0\n% format EVT3;height=720;width=1280\n% serial_number 00001034\n"
+    path3 = write3(tmp_path, [th(0x025), tl(7), ay(3), ax(10, 1)], header=header3)
+    reader = open_events(path3)
+    assert (reader._body_offset, reader.header["serial_number"]) == (len(header3), "00001034")
+    assert np.array_equal(reader.load_all(), events((10, 3, 1, (0x025 << 12) | 7)))
+    # EVT 3.0 data starting with the very bytes "% ": ADDR_X 37 (0x2025, before any time: dropped) then ADDR_Y 5
+    path3b = write3(tmp_path, [ax(37, 0), ay(5), th(1), ax(6, 1)], name="s3b.raw", header=header3)
+    reader = open_events(path3b)
+    assert reader._body_offset == len(header3)
+    with pytest.warns(UserWarning, match=rf"1 events before the first TIME_HIGH .*at byte {len(header3)}\)"):
+        assert np.array_equal(reader.load_all(), events((6, 5, 1, 4096)))
+
+
+def test_duration_counts_only_kept_events(tmp_path):
+    # a vector at t = 8192 entirely outside the 640-wide sensor is dropped: the recording ends at the kept event
+    path = write3(tmp_path, [th(0), ay(10), ax(5, 1), th(2), vbase(700, 1), v12(0b111)],
+                  header=b"% evt 3.0\n% geometry 640x480\n")
+    reader = RawReader(path)
+    with pytest.warns(UserWarning, match="3 events outside the sensor geometry dropped"):
+        assert (reader.event_count, reader.duration) == (1, 0)

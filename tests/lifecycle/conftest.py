@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_helpers import share_dataset_cache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -21,11 +22,13 @@ def lifecycle_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def evframe_command(root: Path, data_dir: Path, *overrides: str) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment of a run whose outputs go under ``root/outputs``."""
+    """The command line and environment of a run started in ``root`` (outputs under ``root/outputs``)."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(HERE)]))
-    cmd = [sys.executable, "-m", "evframe.run", *overrides, f"paths.root_dir={root}", f"paths.data_dir={data_dir}",
-           "print_config=false", "allowed_targets=[lifecycle_helpers]"]
+    share_dataset_cache(root, data_dir)
+    cmd = [sys.executable, "-m", "evframe.run", *overrides]
+    if any("lifecycle_helpers" in override for override in overrides):  # the test's own callbacks
+        cmd.append("allowed_targets=[lifecycle_helpers]")
     return cmd, env
 
 

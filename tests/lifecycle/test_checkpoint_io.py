@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import select
 import signal
@@ -22,6 +23,8 @@ from evframe.utils.checkpoint import (
     RunMetadata,
     atomic_save,
     check_checkpoint_matches,
+    checkpoint_for,
+    checkpoint_weights,
     config_differences,
     load_module_weights,
     read_checkpoint,
@@ -181,6 +184,80 @@ def test_unreadable_and_missing_checkpoints_fail_with_the_file_name(tmp_path: Pa
         read_checkpoint(bad)
     with pytest.raises(CheckpointError, match="nothing.ckpt' does not exist"):
         read_checkpoint(tmp_path / "nothing.ckpt")
+
+
+def test_every_kind_of_unreadable_file_is_named_with_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "dir.ckpt").mkdir()
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "notes.ckpt").write_text("hello")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": 1}))  # a pickle, but not torch's format
+    torch.save({"w": torch.arange(3.0)}, tmp_path / "full.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "full.ckpt").read_bytes()[:300])
+    torch.save(torch.arange(3.0), tmp_path / "tensor.ckpt")
+    expected = {
+        "dir.ckpt": "dir.ckpt' is a directory, not a checkpoint file",
+        "empty.ckpt": "empty.ckpt: the file is empty (0 bytes)",
+        "notes.ckpt": "notes.ckpt: not a torch checkpoint (torch.save writes a zip archive; this file starts with "
+                      "b'hello')",
+        "plain.pkl": "plain.pkl: not a readable torch checkpoint (torch says: Unsupported operand",
+        "cut.ckpt": "cut.ckpt: not a readable torch checkpoint (the zip archive is incomplete",
+        "tensor.ckpt": "tensor.ckpt: a checkpoint must hold a dict, found Tensor",
+    }
+    for name, message in expected.items():
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(tmp_path / name)
+        assert message in str(err.value), str(err.value)
+
+
+def test_torch_files_written_before_the_zip_format_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(3.0)}}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.arange(3.0))
+
+
+def test_checkpoint_for_checks_what_each_use_needs(tmp_path: Path) -> None:
+    lightning_keys = {"pytorch-lightning_version": "2.6.6", "epoch": 0, "global_step": 2, "loops": {},
+                      "optimizer_states": [], "lr_schedulers": []}
+    full = tmp_path / "full.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2), "aug._extra_state": {"seed": 3}}, **lightning_keys}, full)
+    for purpose in ("weights", "test", "resume"):
+        assert torch.equal(checkpoint_for(full, purpose)["state_dict"]["w"], torch.ones(2))
+    weights_only = tmp_path / "weights_only.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "pytorch-lightning_version": "2.6.6", "epoch": 0,
+                "global_step": 2}, weights_only)
+    checkpoint_for(weights_only, "test")
+    with pytest.raises(CheckpointError, match=r"weights_only.ckpt: resuming training needs 'loops', "
+                                              r"'optimizer_states', 'lr_schedulers' in the checkpoint, which holds "
+                                              r"only epoch, global_step, pytorch-lightning_version, state_dict"):
+        checkpoint_for(weights_only, "resume")
+    bare = tmp_path / "bare.pt"
+    torch.save({"w": torch.ones(2)}, bare)
+    assert torch.equal(checkpoint_for(bare, "weights")["w"], torch.ones(2))
+    with pytest.raises(CheckpointError, match=r"bare.pt: no 'state_dict' in the checkpoint \(its keys: w\)"):
+        checkpoint_for(bare, "test")
+    with pytest.raises(ValueError, match="purpose 'fit'"):
+        checkpoint_for(full, "fit")
+
+
+@pytest.mark.parametrize("state,message", [
+    ({"epoch": 3}, r"no 'state_dict' in the checkpoint \(its keys: epoch\)"),
+    ({"state_dict": (1, 2)}, r"'state_dict' is a tuple, expected a mapping"),
+    ({"state_dict": {"w": torch.ones(1), "b": 0.5, "c": "x"}},
+     r"'state_dict' must map parameter names to tensors; not a tensor: 'b' \(float\), 'c' \(str\)"),
+])
+def test_a_state_dict_must_map_names_to_tensors(state: dict, message: str) -> None:
+    with pytest.raises(CheckpointError, match="x.ckpt: " + message):
+        checkpoint_weights(state, "x.ckpt")
+
+
+def test_a_checkpoint_written_by_the_trainer_serves_every_use(tmp_path: Path) -> None:
+    ckpt_dir = tmp_path / "checkpoints"
+    _fit_tiny(tmp_path, [L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True)], max_epochs=1)
+    for purpose in ("weights", "test", "resume"):
+        assert set(checkpoint_for(ckpt_dir / "last.ckpt", purpose)["state_dict"]) == {"layer.weight", "layer.bias"}
+    model = _Tiny()
+    load_module_weights(model, ckpt_dir / "last.ckpt")
+    assert torch.equal(model.layer.weight, read_checkpoint(ckpt_dir / "last.ckpt")["state_dict"]["layer.weight"])
 
 
 def test_config_differences_list_every_differing_identity_key() -> None:

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from lifecycle_helpers import run_dirs
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from evframe.config import register_resolvers
 from evframe.run import CONFIG_DIR
@@ -52,6 +52,7 @@ def test_slurm_launcher_submits_the_multi_node_job_the_config_describes(tmp_path
     """``experiment=ddp_slurm`` (2 nodes x 4 GPUs) swept over two seeds: the launcher Hydra builds from the config
     writes one sbatch array script whose options are the config's; a fake sbatch receives it (no cluster here)."""
     capture = _fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)  # outputs/ go under the directory the command is started from
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -59,8 +60,6 @@ def test_slurm_launcher_submits_the_multi_node_job_the_config_describes(tmp_path
                                            "hydra.launcher.timeout_min=90"], return_hydra_config=True)
     GlobalHydra.instance().clear()
     assert cfg.trainer.strategy._target_ == "lightning.pytorch.strategies.DDPStrategy"
-    with open_dict(cfg):
-        cfg.hydra.runtime.cwd = str(tmp_path)
     HydraConfig.instance().set_config(cfg)  # as in the process that launches a sweep
 
     launcher = hydra.utils.instantiate(cfg.hydra.launcher)  # what Hydra does with hydra.launcher

@@ -145,10 +145,9 @@ def test_checkpoint_of_another_model_is_refused_listing_the_differences(lifecycl
     from evframe import runner
 
     ckpt = lifecycle["A"] / "checkpoints" / "last.ckpt"
-    cfg = runner.prepare_checkpoint(_compose(tmp_path, tmp_path / "unused", "model=eminet", "mode=test",
-                                             f"ckpt_path={ckpt}"))
-    with pytest.raises(CheckpointError) as err:
-        runner.test(cfg)
+    cfg = _compose(tmp_path, tmp_path / "unused", "model=eminet", "mode=test", f"ckpt_path={ckpt}")
+    with pytest.raises(CheckpointError) as err:  # at start, where ckpt_path is resolved
+        runner.prepare_checkpoint(cfg)
     message = str(err.value)
     assert "another task or model" in message and "last.ckpt" in message
     assert "model._target_: checkpoint 'evframe.tasks.flow.feature_extractors.midinet2', config " \

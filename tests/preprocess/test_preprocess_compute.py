@@ -1,11 +1,11 @@
-"""compute(): downsampling, time window, input validation, unsorted input, and a numpy reference on random events."""
+"""compute(): downsampling, time window, input validation, unsorted input, and Metavision's loops on random events."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from preprocess_helpers import DELTA_T, HEIGHT, NUM_TBINS, WIDTH, make_events, random_events
+from preprocess_helpers import DELTA_T, HEIGHT, NUM_TBINS, WIDTH, make_events, metavision_loops, random_events
 
 from evframe.io.dtypes import EVENT_DTYPE
 from evframe.preprocess import available, compute, num_channels
@@ -54,73 +54,80 @@ def test_empty_events():
         assert out.abs().sum() == 0
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", ["histo", "histo_quantized", "diff_quantized", "timesurface",
+                                  "multi_channel_timesurface", "event_cube"])
 def test_unsorted_input_gives_the_same_tensor(name):
+    # these do not depend on the order of the events (event_cube: as long as no update is clipped, up to float
+    # rounding; with 3000 events on 3 x 3 pixels x 24 channels no cell reaches 1)
     events = random_events(3000, 6, 7, 500, seed=1)
     shuffled = events[np.random.default_rng(2).permutation(len(events))]
     sorted_out = compute(name, events, 4, 6, 7, 100, start_ts=50, downsample=1)
     shuffled_out = compute(name, shuffled, 4, 6, 7, 100, start_ts=50, downsample=1)
+    if name == "event_cube":
+        assert sorted_out.abs().max() < 1
     torch.testing.assert_close(shuffled_out, sorted_out, rtol=0, atol=1e-6)
 
 
-# ------------------------------------------------------------------------- independent numpy reference (np.add.at)
-def reference(name, events, num_tbins, height, width, delta_t, start_ts, k, **kw):
-    """Slow, obviously-correct numpy versions of the definitions."""
-    t = events["t"].astype(np.int64)
-    keep = (t >= start_ts) & (t < start_ts + num_tbins * delta_t)
-    ho, wo = height >> k, width >> k
-    x, y = events["x"].astype(np.int64) >> k, events["y"].astype(np.int64) >> k
-    keep &= (x < wo) & (y < ho)
-    x, y, p, t = x[keep], y[keep], events["p"][keep].astype(np.int64), t[keep]
-    b = (t - start_ts) // delta_t
-    tau = (t - start_ts) - b * delta_t
-    if name in ("histo", "histo_quantized"):
-        out = np.zeros((num_tbins, 2, ho, wo))
-        np.add.at(out, (b, p, y, x), 1)
-        if name == "histo":
-            return np.clip(out / kw.get("max_incr_per_pixel", 5) / 4**k, 0, 1)
-        return np.minimum(out, 2 ** kw.get("bit_length", 8) - 1)
-    if name in ("diff", "diff_quantized"):
-        out = np.zeros((num_tbins, 1, ho, wo))
-        np.add.at(out, (b, 0, y, x), 2 * p - 1)
-        if name == "diff":
-            return np.clip(out / kw.get("max_incr_per_pixel", 5) / 4**k, -1, 1)
-        half = 2 ** (kw.get("bit_length", 8) - 1)
-        return np.clip(out, -half, half - 1)
-    if name == "event_cube":
-        nu, split = kw.get("num_utbins", 3), kw.get("split_polarity", True)
-        out = np.zeros((num_tbins, nu * (2 if split else 1), ho, wo))
-        u = delta_t / nu
-        for m in range(nu):
-            w = np.maximum(0, 1 - np.abs(tau - (m + 0.5) * u) / u)
-            if split:
-                np.add.at(out, (b, 2 * m + p, y, x), w)
-            else:
-                np.add.at(out, (b, m, y, x), w * (2 * p - 1))
-        return np.clip(out / kw.get("max_incr_per_pixel", 5) / 4**k, 0 if split else -1, 1)
-    if name in ("timesurface", "multi_channel_timesurface"):
-        ns = kw.get("num_subbins", 3) if name == "multi_channel_timesurface" else 1
-        out = np.zeros((num_tbins, 2 * ns, ho, wo))
-        sub = tau * ns // delta_t
-        np.maximum.at(out, (b, 2 * sub + p, y, x), tau / delta_t)
-        return out
-    raise AssertionError(name)
+def test_clipped_updates_follow_the_array_order():
+    # diff and event_cube clip at each update, in the order of the array (Metavision's loops), sorted or not
+    events = make_events([(0, 0, 1, 5)] * 6 + [(0, 0, 0, 1)] * 3)  # 6 ON then 3 OFF, the OFF ones earlier in time
+    diff = compute("diff", events, 1, 1, 1, 10)
+    assert diff.item() == pytest.approx(0.4)  # 1 (clipped) - 0.6; in time order it would be -0.6 + 1.2 = 0.6
+    assert compute("diff", events[np.argsort(events["t"], kind="stable")], 1, 1, 1, 10).item() == pytest.approx(0.6)
+    # one 10 us micro-bin (centre 5): weights 1 (t 5) and 0.6 (t 1), k = 0.2 -> 1 (clipped from 1.2) - 3 * 0.12
+    cube = compute("event_cube", events, 1, 1, 1, 10, num_utbins=1, split_polarity=False)
+    assert cube.item() == pytest.approx(0.64)
+
+
+# ------------------------------------------------------------ Metavision's loops (tests/preprocess/preprocess_helpers)
+CASES = [
+    ("histo", {}), ("histo", {"max_incr_per_pixel": 2.5}), ("histo", {"max_incr_per_pixel": 0.3}),
+    ("diff", {}), ("diff", {"max_incr_per_pixel": 1}), ("diff", {"max_incr_per_pixel": 3.7}),
+    ("event_cube", {}), ("event_cube", {"split_polarity": False}),
+    ("event_cube", {"num_utbins": 4, "split_polarity": False, "max_incr_per_pixel": 2}),
+    ("event_cube", {"num_utbins": 1, "max_incr_per_pixel": 0.7}), ("event_cube", {"num_utbins": 7}),
+    ("timesurface", {}), ("multi_channel_timesurface", {}), ("multi_channel_timesurface", {"num_subbins": 4}),
+    ("multi_channel_timesurface", {"num_subbins": 7}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES)
+@pytest.mark.parametrize(("num_tbins", "downsample"), [(1, 0), (3, 0), (3, 1), (5, 2)])
+def test_equals_metavision_loops_bit_for_bit(name, kwargs, num_tbins, downsample):
+    # odd sensor size (13 x 11) and delta_t (997), start_ts not 0, events before and after the window, dense
+    # enough to clip; sorted events, as Metavision requires
+    height, width, delta_t, start = 13, 11, 997, 1500
+    events = random_events(4000, height, width, start + (num_tbins + 1) * delta_t, seed=num_tbins + downsample,
+                           t_min=start - 300)
+    out = compute(name, events, num_tbins, height, width, delta_t, start_ts=start, downsample=downsample, **kwargs)
+    expected = metavision_loops(name, events, num_tbins, height, width, delta_t, start, downsample, **kwargs)
+    assert out.abs().max() > 0
+    assert torch.equal(out, torch.from_numpy(expected))
 
 
 @pytest.mark.parametrize(("name", "kwargs"), [
-    ("histo", {}), ("histo", {"max_incr_per_pixel": 2.5}), ("diff", {}), ("diff", {"max_incr_per_pixel": 1}),
-    ("event_cube", {}), ("event_cube", {"num_utbins": 4, "split_polarity": False, "max_incr_per_pixel": 2}),
-    ("timesurface", {}), ("multi_channel_timesurface", {"num_subbins": 4}),
-    ("histo_quantized", {"bit_length": 3}), ("diff_quantized", {"bit_length": 3}),
+    ("histo_quantized", {"bit_length": 3}), ("diff_quantized", {"bit_length": 3}), ("histo_quantized", {}),
 ])
 @pytest.mark.parametrize("downsample", [0, 1, 2])
-def test_matches_numpy_reference(name, kwargs, downsample):
-    # odd sensor size (13 x 11), start_ts not 0, events before and after the window, dense enough to clip
+def test_quantized_match_numpy_counts(name, kwargs, downsample):
     height, width, delta_t, num_tbins, start = 13, 11, 997, 3, 1500
     events = random_events(4000, height, width, start + 4 * delta_t, seed=downsample, t_min=start - 300)
     out = compute(name, events, num_tbins, height, width, delta_t, start_ts=start, downsample=downsample, **kwargs)
-    expected = reference(name, events, num_tbins, height, width, delta_t, start, downsample, **kwargs)
-    torch.testing.assert_close(out, torch.from_numpy(expected).float(), rtol=0, atol=1e-5)
+    t = events["t"]
+    ho, wo = height >> downsample, width >> downsample
+    x, y = events["x"].astype(np.int64) >> downsample, events["y"].astype(np.int64) >> downsample
+    keep = (t >= start) & (t < start + num_tbins * delta_t) & (x < wo) & (y < ho)
+    b, p = (t[keep] - start) // delta_t, events["p"][keep].astype(np.int64)
+    bits = kwargs.get("bit_length", 8)
+    if name == "histo_quantized":
+        counts = np.zeros((num_tbins, 2, ho, wo))
+        np.add.at(counts, (b, p, y[keep], x[keep]), 1)
+        expected = np.minimum(counts, 2**bits - 1)
+    else:
+        counts = np.zeros((num_tbins, 1, ho, wo))
+        np.add.at(counts, (b, 0, y[keep], x[keep]), 2 * p - 1)
+        expected = np.clip(counts, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    torch.testing.assert_close(out, torch.from_numpy(expected).float(), rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------------------------------- validation
@@ -160,21 +167,86 @@ def test_other_integer_field_types_are_converted(scene):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"num_tbins": 0}, "num_tbins must be >= 1"),
-    ({"delta_t": 0}, "delta_t must be >= 1"),
-    ({"delta_t": 2.5}, "delta_t must be an integer"),
-    ({"height": 0}, "height must be >= 1"),
-    ({"downsample": -1}, "downsample must be >= 0"),
+    ({"num_tbins": 0}, "num_tbins must be >= 1, got 0"),
+    ({"num_tbins": -3}, "num_tbins must be >= 1, got -3"),
+    ({"num_tbins": 2.0}, r"num_tbins must be an int, got 2.0 \(float\)"),
+    ({"num_tbins": True}, r"num_tbins must be an int, got True \(bool\)"),
+    ({"delta_t": 0}, "delta_t must be >= 1, got 0"),
+    ({"delta_t": -100}, "delta_t must be >= 1, got -100"),
+    ({"delta_t": 2.5}, r"delta_t must be an int, got 2.5 \(float\)"),
+    ({"delta_t": 100.0}, r"delta_t must be an int, got 100.0 \(float\)"),
+    ({"delta_t": "100"}, r"delta_t must be an int, got '100' \(str\)"),
+    ({"height": 0}, "height must be >= 1, got 0"),
+    ({"height": 3.0}, r"height must be an int, got 3.0 \(float\)"),
+    ({"width": -4}, "width must be >= 1, got -4"),
+    ({"width": False}, r"width must be an int, got False \(bool\)"),
+    ({"height": 10**6}, "height must be <= 65536, got 1000000"),
+    ({"width": 2**40}, "width must be <= 65536, got 1099511627776"),
+    ({"start_ts": 0.5}, r"start_ts must be an int, got 0.5 \(float\)"),
+    ({"start_ts": 2**63}, "start_ts must be <= 9223372036854775807, got 9223372036854775808"),
+    ({"start_ts": -(2**63) - 1}, "start_ts must be >= -9223372036854775808"),
+    ({"start_ts": 2**63 - 150}, r"time window \[start_ts, start_ts \+ num_tbins \* delta_t\) = "
+                                r"\[9223372036854775658, 9223372036854775858\) must end at or before 2\*\*63 - 1"),
+    ({"num_tbins": 2**62, "delta_t": 4, "start_ts": -(2**63)},
+     r"time window .* must end at or before 2\*\*63 - 1 and last at most 2\*\*63 - 1 us"),
+    ({"downsample": -1}, "downsample must be >= 0, got -1"),
+    ({"downsample": 1.0}, r"downsample must be an int, got 1.0 \(float\)"),
     ({"downsample": 2}, r"downsample=2 leaves no pixel.*3 >> 2 = 0"),
+    ({"num_tbins": 10**12}, r"output tensor \(num_tbins, C, height >> downsample, width >> downsample\) = "
+                            r"\(1000000000000, \d+, 3, 4\) needs .* GiB, more than the .* GiB of memory"),
+    ({"height": 65536, "width": 65536, "num_tbins": 10**4}, r"\(10000, \d+, 65536, 65536\) needs .* GiB, more than"),
 ])
-def test_bad_geometry(scene, kwargs, message):
+@pytest.mark.parametrize("name", BUILTINS)
+def test_bad_geometry(scene, name, kwargs, message):
     args = {"num_tbins": NUM_TBINS, "height": HEIGHT, "width": WIDTH, "delta_t": DELTA_T} | kwargs
     with pytest.raises(ValueError, match=message):
-        compute("histo", scene, **args)
+        compute(name, scene, **args)
 
 
-def test_integral_float_geometry_from_configs_is_accepted(scene):
-    assert compute("histo", scene, 2.0, 3, 4, 100.0).equal(compute("histo", scene, 2, 3, 4, 100))
+def test_geometry_from_numpy_integers_is_accepted(scene):
+    assert compute("histo", scene, np.int64(2), np.uint16(3), 4, np.int32(100)).equal(
+        compute("histo", scene, 2, 3, 4, 100))
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_start_ts_near_the_int64_limits_counts_only_events_of_the_window(name):
+    # the event at the most negative timestamp (x=1) lies 2**64 - 25 us before the window: t - start_ts would wrap
+    # around to +25 in int64 and land in bin 2 if it were formed before the window test
+    top = 2**63 - 1
+    start = top - 40
+    events = make_events([(1, 0, 1, 0), (0, 0, 1, 0)])
+    events["t"] = [-(2**63), start + 15]
+    out = compute(name, events, 4, 1, 2, 10, start_ts=start)
+    assert out[..., 1].abs().sum() == 0      # nothing from the event before the window
+    assert out[..., 0].abs().sum() > 0       # the event of bin 1
+    # a window ending exactly at 2**63 - 1 holds an event at 2**63 - 2; one starting at -2**63 an event there
+    edge = make_events([(0, 0, 1, 0)])
+    edge["t"] = top - 1
+    assert compute(name, edge, 2, 1, 1, 20, start_ts=top - 40).abs().sum() > 0
+    edge["t"] = -(2**63) + 7
+    assert compute(name, edge, 1, 1, 1, 20, start_ts=-(2**63)).abs().sum() > 0
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("event_cube", {"num_utbins": 3.0}, r"num_utbins must be an int, got 3.0 \(float\)"),
+    ("event_cube", {"num_utbins": True}, r"num_utbins must be an int, got True \(bool\)"),
+    ("event_cube", {"num_utbins": 0}, "num_utbins must be >= 1, got 0"),
+    ("multi_channel_timesurface", {"num_subbins": 2.0}, r"num_subbins must be an int, got 2.0 \(float\)"),
+    ("histo", {"max_incr_per_pixel": True}, "max_incr_per_pixel must be a positive number, got True"),
+    ("histo", {"max_incr_per_pixel": float("nan")}, "max_incr_per_pixel must be a positive number, got nan"),
+    ("histo_quantized", {"bit_length": 8.0}, r"bit_length must be an int, got 8.0 \(float\)"),
+])
+def test_bad_option_types(scene, name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compute(name, scene, NUM_TBINS, HEIGHT, WIDTH, DELTA_T, **kwargs)
+
+
+def test_event_cube_time_arithmetic_must_fit_int64(scene):
+    # (t - start_ts) * nbins is formed in int64 as in Metavision: 2**62 * 2 > 2**63 - 1
+    with pytest.raises(ValueError, match=r"event_cube: \(num_tbins \* delta_t\) \* \(num_tbins \* num_utbins\) "
+                                         r"must be <= 2\*\*63 - 1.*num_tbins=1, delta_t=4611686018427387904"):
+        compute("event_cube", scene, 1, HEIGHT, WIDTH, 2**62, num_utbins=2)
+    assert compute("event_cube", scene, 1, HEIGHT, WIDTH, 2**62, num_utbins=1).abs().sum() > 0
 
 
 def test_unknown_option_is_a_clear_type_error(scene):

@@ -43,15 +43,32 @@ def test_histo_max_incr_and_clipping():
     check(out, [[[[0.0, 0.8]], [[1.0, 0.0]]]])  # 3 ON events / 2.5 -> clipped to 1; 2 OFF -> 0.8
 
 
+def _chain(k: float, count: int, low: float = 0.0) -> float:
+    """Value after ``count`` clipped float32 additions of k (Metavision's histogram update), by hand."""
+    v = np.float32(0.0)
+    for _ in range(count):
+        v = np.float32(float(v) + k) if float(v) + k <= 1 else np.float32(1.0)
+    return float(v)
+
+
 @pytest.mark.parametrize(("max_incr", "count", "expected"), [
-    (100, 300, 1.0),     # uint8 counters saturate at 100: still exactly 1
+    (100, 300, 1.0),     # saturates after 100 events: exactly 1
     (1000, 300, 0.3),    # uint16 counters
-    (1e5, 300, 0.003),   # uint32 counters
+    (1e5, 300, 0.003),   # saturation beyond 65535 events: the float loop itself
 ])
-def test_histo_counter_types_are_exact(max_incr, count, expected):
+def test_histo_values_are_the_clipped_float32_additions(max_incr, count, expected):
     events = make_events([(0, 0, 1, t % 10) for t in range(count)])
     out = compute("histo", events, 1, 1, 1, 10, max_incr_per_pixel=max_incr)
-    assert out[0, 1, 0, 0].item() == pytest.approx(expected, rel=1e-6)
+    assert out[0, 1, 0, 0].item() == _chain(1 / max_incr, count)  # bit for bit
+    assert out[0, 1, 0, 0].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_histo_fifth_increments_reach_exactly_one():
+    # 0.2 in float32 accumulates to 1.0000000119 > 1 at the fifth event: Metavision then stores 1
+    events = make_events([(0, 0, 1, 0)] * 4 + [(1, 0, 1, 0)] * 5)
+    out = compute("histo", events, 1, 1, 2, 10)
+    assert out[0, 1, 0].tolist() == [_chain(0.2, 4), 1.0]
+    assert _chain(0.2, 4) == float(np.float32(0.8))
 
 
 def test_diff(scene):
@@ -61,44 +78,75 @@ def test_diff(scene):
     ])
 
 
-def test_diff_clips_after_summing():
+def test_diff_clips_at_each_event_in_event_order():
+    # k = 0.2: 7 ON then 6 OFF saturate at 1 and come down to -0.2; 6 OFF then 7 ON go to -1 and up to 0.4
     on7 = [(0, 0, 1, t) for t in range(7)]
     off7 = [(1, 0, 0, t) for t in range(7)]
-    mixed = [(2, 0, 1, t) for t in range(7)] + [(2, 0, 0, t) for t in range(6)]
-    out = compute("diff", make_events(on7 + off7 + mixed), 1, 1, 3, 10)
-    check(out, [[[[1.0, -1.0, 0.2]]]])
+    on_then_off = [(2, 0, 1, t) for t in range(7)] + [(2, 0, 0, 7 + t) for t in range(6)]
+    off_then_on = [(3, 0, 0, t) for t in range(6)] + [(3, 0, 1, 6 + t) for t in range(7)]
+    out = compute("diff", make_events(on7 + off7 + on_then_off + off_then_on), 1, 1, 4, 20)
+    check(out, [[[[1.0, -1.0, -0.2, 0.4]]]])
 
 
 def test_event_cube_scene(scene):
-    # u = 100/3 us; pos = tau / u + 0.5 in "shifted micro-bin" units: the event lies between centres floor(pos)-1
-    # and floor(pos) with weights (1 - frac, frac). Channel = 2 * micro_bin + p; values / max_incr_per_pixel (5).
+    # 2 bins x 3 micro-bins of 100/3 us over the call [0, 200): u = t * 6 / 200 - 0.5, l = floor(u); micro-bin l
+    # gets 1 - (u - l), l + 1 gets u - l. Micro-bin j is channel 2 * (j % 3) + p of bin j // 3; values / 5.
     expected = np.zeros((2, 6, 3, 4), dtype=np.float32)
-    expected[0, 1, 0, 0] = 0.5 / 5          # tau 0: half weight to micro-bin 0 (left neighbour does not exist)
-    expected[0, 1, 0, 1] = 0.8 / 5          # tau 10: pos 0.8 -> micro-bin 0 gets 0.8
-    expected[0, 5, 0, 1] = 0.53 / 5         # tau 99: pos 3.47 -> micro-bin 2 gets 1 - 0.47
-    expected[0, 2, 2, 1] = 0.7 / 5          # tau 60 (OFF): pos 2.3 -> micro-bins 1 and 2 get 0.7 and 0.3
+    expected[0, 1, 0, 0] = 0.5 / 5          # t 0: u -0.5, only micro-bin 0 exists: 0.5
+    expected[0, 1, 0, 1] = 0.8 / 5          # t 10: u -0.2 -> micro-bin 0 gets 0.8
+    expected[0, 2, 2, 1] = 0.7 / 5          # t 60 (OFF): u 1.3 -> micro-bins 1 and 2 get 0.7 and 0.3
     expected[0, 4, 2, 1] = 0.3 / 5
-    expected[1, 3, 1, 3] = 1.0 / 5          # tau 50: exactly on the centre of micro-bin 1
-    expected[1, 4, 2, 2] = 0.53 / 5         # tau 99 (OFF)
+    expected[0, 5, 0, 1] = 0.53 / 5         # t 99: u 2.47 -> micro-bin 2 (bin 0) gets 0.53 ...
+    expected[1, 1, 0, 1] = 0.47 / 5         # ... and micro-bin 3 (first of bin 1) gets 0.47
+    expected[1, 3, 1, 3] = 1.0 / 5          # t 150: u 4.0, exactly on the centre of micro-bin 4
+    expected[1, 4, 2, 2] = 0.53 / 5         # t 199 (OFF): u 5.47 -> micro-bin 5; micro-bin 6 does not exist
     check(run("event_cube", scene), expected)
 
 
-@pytest.mark.parametrize(("tau", "weights"), [
-    (0, [0.5, 0, 0]),        # bin start: half a triangle (the other half would belong to the previous bin)
-    (50, [1, 0, 0]),         # centre of micro-bin 0
-    (100, [0.5, 0.5, 0]),    # boundary between micro-bins 0 and 1
-    (125, [0.25, 0.75, 0]),
-    (250, [0, 0, 1]),        # centre of the last micro-bin
-    (275, [0, 0, 0.75]),     # after the last centre the weight decays
-    (299, [0, 0, 0.51]),
+@pytest.mark.parametrize(("t", "weights"), [
+    (0, [0.5, 0, 0, 0, 0, 0]),          # start of the call: half a triangle (micro-bin -1 does not exist)
+    (50, [1, 0, 0, 0, 0, 0]),           # centre of micro-bin 0
+    (100, [0.5, 0.5, 0, 0, 0, 0]),      # boundary between micro-bins 0 and 1
+    (125, [0.25, 0.75, 0, 0, 0, 0]),
+    (250, [0, 0, 1, 0, 0, 0]),          # centre of the last micro-bin of bin 0
+    (275, [0, 0, 0.75, 0.25, 0, 0]),    # end of bin 0: a quarter goes to the first micro-bin of bin 1
+    (299, [0, 0, 0.51, 0.49, 0, 0]),
+    (300, [0, 0, 0.5, 0.5, 0, 0]),      # the bin edge itself: shared equally
+    (310, [0, 0, 0.4, 0.6, 0, 0]),      # start of bin 1: 0.4 goes back to the last micro-bin of bin 0
+    (550, [0, 0, 0, 0, 0, 1]),
+    (599, [0, 0, 0, 0, 0, 0.51]),       # end of the call: micro-bin 6 does not exist
 ])
-def test_event_cube_linear_weights(tau, weights):
-    # delta_t 300, 3 micro-bins of u = 100 with centres 50, 150, 250; max_incr_per_pixel 1 shows the raw weights
-    events = make_events([(0, 0, 1, tau)])
-    out = compute("event_cube", events, 1, 1, 1, 300, max_incr_per_pixel=1)
-    assert out.shape == (1, 6, 1, 1)
-    torch.testing.assert_close(out[0, 1::2, 0, 0], torch.tensor(weights, dtype=torch.float32), rtol=0, atol=1e-6)
-    assert out[0, 0::2].abs().sum() == 0  # OFF channels untouched
+@pytest.mark.parametrize("split_polarity", [True, False])
+def test_event_cube_weights_cross_bin_edges(t, weights, split_polarity):
+    # 2 bins of 300 us, 3 micro-bins of 100 us each (centres 50, 150, ..., 550); max_incr_per_pixel 1 shows the
+    # raw weights. The ON event gives +weights, the OFF event (other pixel) -weights or +weights in channel 2m.
+    events = make_events([(0, 0, 1, t), (1, 0, 0, t)])
+    out = compute("event_cube", events, 2, 1, 2, 300, max_incr_per_pixel=1, split_polarity=split_polarity)
+    w = torch.tensor(weights, dtype=torch.float32).view(2, 3)
+    if split_polarity:
+        assert out.shape == (2, 6, 1, 2)
+        torch.testing.assert_close(out[:, 1::2, 0, 0], w, rtol=0, atol=1e-6)    # ON at x=0
+        torch.testing.assert_close(out[:, 0::2, 0, 1], w, rtol=0, atol=1e-6)    # OFF at x=1
+        assert out[:, 0::2, 0, 0].abs().sum() == 0 and out[:, 1::2, 0, 1].abs().sum() == 0
+    else:
+        assert out.shape == (2, 3, 1, 2)
+        torch.testing.assert_close(out[:, :, 0, 0], w, rtol=0, atol=1e-6)
+        torch.testing.assert_close(out[:, :, 0, 1], -w, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("num_tbins", "num_utbins", "t", "expected"), [
+    # one micro-bin per bin of 100 us (centres 50, 150, 250): an event shares its weight with the next bin
+    (3, 1, 10, [0.6, 0, 0]),
+    (3, 1, 90, [0.6, 0.4, 0]),
+    (3, 1, 130, [0.2, 0.8, 0]),
+    (3, 1, 299, [0, 0, 0.51]),
+    # 4 bins x 2 micro-bins of 50 us (centres 25, 75, ...): t 190 -> u 3.3, micro-bins 3 and 4 (bins 1 and 2)
+    (4, 2, 190, [0, 0, 0, 0.7, 0.3, 0, 0, 0]),
+])
+def test_event_cube_other_bin_counts(num_tbins, num_utbins, t, expected):
+    out = compute("event_cube", make_events([(0, 0, 1, t)]), num_tbins, 1, 1, 100, num_utbins=num_utbins,
+                  max_incr_per_pixel=1)
+    torch.testing.assert_close(out[:, 1::2, 0, 0].reshape(-1), torch.tensor(expected), rtol=0, atol=1e-6)
 
 
 def test_event_cube_without_polarity_split(scene):
@@ -107,6 +155,7 @@ def test_event_cube_without_polarity_split(scene):
     expected[0, 0, 0, 0] = 0.5 / 5
     expected[0, 0, 0, 1] = 0.8 / 5
     expected[0, 2, 0, 1] = 0.53 / 5
+    expected[1, 0, 0, 1] = 0.47 / 5   # across the bin edge
     expected[0, 1, 2, 1] = -0.7 / 5   # OFF subtracts
     expected[0, 2, 2, 1] = -0.3 / 5
     expected[1, 1, 1, 3] = 1.0 / 5
@@ -114,17 +163,28 @@ def test_event_cube_without_polarity_split(scene):
     check(out, expected)
 
 
-def test_event_cube_clipping_and_num_utbins():
-    # 12 ON and 12 OFF events at a micro-bin centre: split -> 12/5 clipped to 1; unsplit -> 0
-    events = make_events([(0, 0, p, 25) for p in (0, 1) for _ in range(12)])
-    split = compute("event_cube", events, 1, 1, 1, 100, num_utbins=2)
-    check(split, [[[[1.0]], [[1.0]], [[0.0]], [[0.0]]]])
-    unsplit = compute("event_cube", events, 1, 1, 1, 100, num_utbins=2, split_polarity=False)
-    check(unsplit, [[[[0.0]], [[0.0]]]])
-    on_only = compute("event_cube", events[12:], 1, 1, 1, 100, num_utbins=2, split_polarity=False)
-    check(on_only, [[[[1.0]], [[0.0]]]])
-    off_only = compute("event_cube", events[:12], 1, 1, 1, 100, num_utbins=2, split_polarity=False)
-    check(off_only, [[[[-1.0]], [[0.0]]]])
+def test_event_cube_clips_each_update_in_event_order():
+    # 1 bin, 2 micro-bins of 50 us; t 25 is the centre of micro-bin 0 (weight 1, k = 0.2 per event).
+    # x=0: 7 ON then 6 OFF; x=1: 6 OFF then 7 ON
+    on, off = (1, 25), (0, 25)
+    events = make_events([(0, 0, *on)] * 7 + [(0, 0, *off)] * 6 + [(1, 0, *off)] * 6 + [(1, 0, *on)] * 7)
+    split = compute("event_cube", events, 1, 1, 2, 100, num_utbins=2)
+    check(split, [[[[1.0, 1.0]], [[1.0, 1.0]], [[0.0, 0.0]], [[0.0, 0.0]]]])    # 6 or 7 events * 0.2: clipped to 1
+    unsplit = compute("event_cube", events, 1, 1, 2, 100, num_utbins=2, split_polarity=False)
+    # +1 (clipped from 1.4) then -1.2 -> -0.2; -1 (clipped from -1.2) then +1.4 -> 0.4 (a final clip would give
+    # +0.2 and -0.2)
+    check(unsplit, [[[[-0.2, 0.4]], [[0.0, 0.0]]]])
+    off_only = compute("event_cube", events[7:13], 1, 1, 2, 100, num_utbins=2, split_polarity=False)
+    check(off_only, [[[[-1.0, 0.0]], [[0.0, 0.0]]]])
+
+
+def test_event_cube_clipping_of_an_event_feeding_two_bins():
+    # 2 bins of 100 us, 1 micro-bin each; t 100 sits on the edge: 0.5 to each bin, clipped separately at 1
+    events = make_events([(0, 0, 1, 50)] * 3 + [(0, 0, 1, 100)] * 4)
+    out = compute("event_cube", events, 2, 1, 1, 100, num_utbins=1, max_incr_per_pixel=2)
+    check(out[:, 1, 0, 0], [1.0, 1.0])  # bin 0: 3 * 0.5 + 4 * 0.25 -> 1; bin 1: 4 * 0.25 = 1
+    out = compute("event_cube", events[3:], 2, 1, 1, 100, num_utbins=1, max_incr_per_pixel=4)
+    check(out[:, 1, 0, 0], [0.5, 0.5])
 
 
 def test_timesurface(scene):
@@ -142,24 +202,48 @@ def test_timesurface(scene):
 
 
 def test_multi_channel_timesurface(scene):
-    # 3 sub-bins of 100/3 us: tau 0, 10 -> sub-bin 0; 50, 60 -> 1; 99 -> 2; channel 2 * sub_bin + p
+    # micro-bins of d = 200 / 6 = 100/3 us over the call; value = (t - micro-bin start) / d; channel 2 * m + p
+    # t 10 -> micro-bin 0, 10 / d = 0.3; t 60 -> 1, 26.67 / d = 0.8; t 99 -> 2, 0.97; t 150 -> 4, 0.5; t 199 -> 5
     check(run("multi_channel_timesurface", scene), [
         [
-            Z,                                                  # sub-bin 0 OFF
-            [[_, .1, _, _], [_, _, _, _], [_, _, _, _]],        # sub-bin 0 ON (tau 0 -> 0 at (0, 0))
-            [[_, _, _, _], [_, _, _, _], [_, .6, _, _]],        # sub-bin 1 OFF
-            Z,                                                  # sub-bin 1 ON
-            Z,                                                  # sub-bin 2 OFF
-            [[_, .99, _, _], [_, _, _, _], [_, _, _, _]],       # sub-bin 2 ON
+            Z,                                                  # micro-bin 0 OFF
+            [[_, .3, _, _], [_, _, _, _], [_, _, _, _]],        # micro-bin 0 ON (t 0 -> 0 at (0, 0))
+            [[_, _, _, _], [_, _, _, _], [_, .8, _, _]],        # micro-bin 1 OFF
+            Z,                                                  # micro-bin 1 ON
+            Z,                                                  # micro-bin 2 OFF
+            [[_, .97, _, _], [_, _, _, _], [_, _, _, _]],       # micro-bin 2 ON
         ],
         [
             Z, Z, Z,
             [[_, _, _, _], [_, _, _, .5], [_, _, _, _]],
-            [[_, _, _, _], [_, _, _, _], [_, _, .99, _]],
+            [[_, _, _, _], [_, _, _, _], [_, _, .97, _]],
             Z,
         ],
     ])
     assert run("multi_channel_timesurface", scene, num_subbins=1).equal(run("timesurface", scene))
+
+
+@pytest.mark.parametrize(("num_subbins", "t", "channel", "value"), [
+    (2, 0, 1, 0.0),        # start of micro-bin 0
+    (2, 49, 1, 0.98),      # end of micro-bin 0 (50 us long)
+    (2, 50, 3, 0.0),       # start of micro-bin 1
+    (2, 75, 3, 0.5),
+    (4, 30, 3, 0.2),       # micro-bins of 25 us: t 30 is 5 us into micro-bin 1
+    (3, 99, 5, 0.97),      # micro-bins of 33.33 us: 99 - 66.67 = 32.33 us into micro-bin 2
+])
+def test_multi_channel_timesurface_is_relative_to_the_micro_bin(num_subbins, t, channel, value):
+    out = compute("multi_channel_timesurface", make_events([(0, 0, 1, 100 + t)]), 2, 1, 1, 100, start_ts=100,
+                  num_subbins=num_subbins)
+    expected = torch.zeros(2, 2 * num_subbins)
+    expected[0, channel] = value
+    torch.testing.assert_close(out[:, :, 0, 0], expected, rtol=0, atol=1e-6)
+
+
+def test_time_surfaces_keep_the_latest_event_of_a_cell():
+    events = make_events([(0, 0, 1, 10), (0, 0, 1, 30), (0, 0, 1, 20)])  # not sorted: the latest is t 30
+    assert compute("timesurface", events, 1, 1, 1, 100)[0, 1, 0, 0].item() == pytest.approx(0.3)
+    assert compute("multi_channel_timesurface", events, 1, 1, 1, 100, num_subbins=2)[0, 1, 0, 0].item() == \
+        pytest.approx(0.6)
 
 
 def test_histo_quantized(scene):

@@ -51,9 +51,15 @@ def test_end_to_end_event_cube_in_chunks(dataset, tmp_path, capsys):
     for rel, num_bins in (("train/a", 5), ("val/b", 2)):
         reader = TensorH5Reader(out / f"{rel}.h5")
         assert reader.shape == (num_bins, 4, HEIGHT, WIDTH)
-        expected = compute("event_cube", events[rel], num_bins, HEIGHT, WIDTH, 1000, num_utbins=2,
-                           max_incr_per_pixel=2.5)
+        # each tensor computed from its own bin alone, as Metavision's generate_hdf5 does
+        expected = torch.cat([compute("event_cube", events[rel], 1, HEIGHT, WIDTH, 1000, start_ts=1000 * i,
+                                      num_utbins=2, max_incr_per_pixel=2.5) for i in range(num_bins)])
         torch.testing.assert_close(torch.from_numpy(reader.read(0, num_bins)), expected, rtol=0, atol=0)
+        # one call over all the bins differs: events near an inner bin edge feed both bins; the first micro-bin of
+        # the first bin and the last micro-bin of the last bin have no such neighbour and are the same
+        whole = compute("event_cube", events[rel], num_bins, HEIGHT, WIDTH, 1000, num_utbins=2, max_incr_per_pixel=2.5)
+        assert not torch.equal(whole, expected)
+        assert torch.equal(whole[0, 0:2], expected[0, 0:2]) and torch.equal(whole[-1, 2:4], expected[-1, 2:4])
         assert (reader.preprocess_name, reader.delta_t, reader.height, reader.width) == ("event_cube", 1000, 12, 16)
         assert reader.kwargs == {"num_utbins": 2, "split_polarity": True, "max_incr_per_pixel": 2.5}
         with h5py.File(out / f"{rel}.h5") as f:

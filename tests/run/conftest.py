@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_helpers import share_dataset_cache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,12 +22,12 @@ def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def run_evframe(tmp_path: Path, shared_data_dir: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """run_evframe(*overrides, check=True) runs the entrypoint with outputs under tmp_path/outputs."""
+    """run_evframe(*overrides, check=True) runs the entrypoint from tmp_path (outputs under tmp_path/outputs)."""
 
     def _run(*overrides: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
         env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO_ROOT))
-        cmd = [sys.executable, "-m", "evframe.run", *overrides, f"paths.root_dir={tmp_path}",
-               f"paths.data_dir={shared_data_dir}", "print_config=false"]
+        share_dataset_cache(tmp_path, shared_data_dir)
+        cmd = [sys.executable, "-m", "evframe.run", *overrides]
         out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
         if check and out.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-4000:]}\n"

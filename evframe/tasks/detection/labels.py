@@ -91,7 +91,7 @@ class LabelReport:
     files: list[Path] = field(default_factory=list)  # recordings with a readable box file
     without_labels: list[Path] = field(default_factory=list)
     empty: list[Path] = field(default_factory=list)
-    degenerate: int = 0  # zero / negative / non-finite size
+    degenerate: int = 0  # zero width or height (negative or non-finite sizes are refused by the file reader)
     outside: int = 0  # entirely outside the frame
     clipped: int = 0  # partly outside the frame
     files_with_issues: list[str] = field(default_factory=list)
@@ -106,7 +106,7 @@ class LabelReport:
             parts.append(f"{len(self.empty)} empty box file(s) ({', '.join(p.name for p in self.empty[:5])}): "
                          "their frames count as unlabelled")
         if self.degenerate:
-            parts.append(f"{self.degenerate} box(es) of zero, negative or non-finite size dropped")
+            parts.append(f"{self.degenerate} box(es) of zero width or height dropped")
         if self.outside:
             parts.append(f"{self.outside} box(es) entirely outside the {width}x{height} frame dropped")
         if self.clipped:
@@ -126,8 +126,9 @@ def check_box_files(recordings: Sequence[str | os.PathLike], label_ids: Sequence
         label_ids: class ids of the label map.
         height, width: sensor size (box coordinates are sensor pixels).
     Raises:
-        EventFileError: an unreadable box file, or class ids that the label map does not name (the message gives
-            the file, the ids and those of the map).
+        EventFileError: an unreadable or invalid box file (:func:`evframe.io.load_boxes` refuses non-finite
+            coordinates, negative sizes or times, out-of-range ids), or class ids that the label map does not name
+            (the message gives the file, the ids and those of the map).
     """
     from evframe.io import load_boxes as read_box_file
 
@@ -148,7 +149,7 @@ def check_box_files(recordings: Sequence[str | os.PathLike], label_ids: Sequence
             raise EventFileError(path, f"field class_id has ids {unknown.tolist()[:10]} missing from the label map "
                                        f"(ids {known.tolist()})")
         x, y, w, h = (boxes[k].astype(np.float64) for k in ("x", "y", "w", "h"))
-        degenerate = ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0))
+        degenerate = (w == 0) | (h == 0)  # load_boxes guarantees finite values and sizes >= 0
         outside = ~degenerate & ((x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0))
         clipped = ~degenerate & ~outside & ((x < 0) | (y < 0) | (x + w > width) | (y + h > height))
         counts = int(degenerate.sum()), int(outside.sum()), int(clipped.sum())

@@ -89,23 +89,44 @@ class Warper(nn.Module):
         return backward_warp(x, flow * fraction if fraction != 1.0 else flow, self.mode)
 
 
-def forward_density(flow: torch.Tensor) -> torch.Tensor:
-    """How many pixels a flow sends to each pixel: ``(N, 2, H, W) -> (N, 1, H, W)``.
+def forward_splat(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Forward warping: moves the content of every pixel ``p`` to ``p + flow(p)`` and sums what lands on each pixel.
 
-    Every pixel ``p`` is splatted to ``p + flow(p)`` with bilinear weights (summing to 1; the part landing outside
-    the image is dropped). A smooth flow gives about 1 everywhere; where two surfaces move onto the same pixels (an
-    object covering the background it moves over) the density reaches about 2, and where a surface uncovers the
-    background, about 0.
+    Each value is split over the four pixels around its target with bilinear weights (summing to 1); the part landing
+    outside the image is dropped. Unlike :func:`backward_warp`, every value is moved exactly once, so the total is
+    kept (up to what leaves the image): the image of warped events of event-count maps.
+
+    Args:
+        values: ``(N, C, H, W)``.
+        flow: ``(N, 2, H, W)`` displacement in pixels (x then y) of each pixel of ``values``.
+
+    Returns:
+        ``(N, C, H, W)``.
     """
-    n, _, h, w = flow.shape
+    if values.ndim != 4 or flow.ndim != 4 or flow.shape[1] != 2 or flow.shape[0] != values.shape[0] \
+            or flow.shape[-2:] != values.shape[-2:]:
+        raise ValueError(f"forward_splat: expected values (N, C, H, W) with flow (N, 2, H, W) of the same N, H, W; "
+                         f"got values {tuple(values.shape)} and flow {tuple(flow.shape)}")
+    n, c, h, w = values.shape
     coords = pixel_grid(h, w, flow.device, flow.dtype).unsqueeze(0) + flow
     x0, y0 = coords[:, 0].floor(), coords[:, 1].floor()
     fx, fy = coords[:, 0] - x0, coords[:, 1] - y0
-    density = flow.new_zeros(n, h * w)
+    flat = values.reshape(n, c, h * w)
+    out = values.new_zeros(n, c, h * w)
     for dx, dy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
                            (1, 1, fx * fy)):
         xs, ys = x0 + dx, y0 + dy
         inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-        index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().view(n, -1)
-        density.scatter_add_(1, index, (weight * inside).view(n, -1))
-    return density.view(n, 1, h, w)
+        index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).long().view(n, 1, -1).expand(n, c, -1)
+        out.scatter_add_(2, index, flat * (weight * inside).to(values.dtype).view(n, 1, -1))
+    return out.view(n, c, h, w)
+
+
+def forward_density(flow: torch.Tensor) -> torch.Tensor:
+    """How many pixels a flow sends to each pixel: ``(N, 2, H, W) -> (N, 1, H, W)``.
+
+    Every pixel ``p`` is splatted to ``p + flow(p)`` (:func:`forward_splat` of ones). A smooth flow gives about 1
+    everywhere; where two surfaces move onto the same pixels (an object covering the background it moves over) the
+    density reaches about 2, and where a surface uncovers the background, about 0.
+    """
+    return forward_splat(flow.new_ones(flow.shape[0], 1, *flow.shape[-2:]), flow)
