@@ -8,7 +8,7 @@ from pathlib import Path
 
 def share_dataset_cache(cwd: Path, cache: Path) -> None:
     """Makes ``cwd/outputs/datasets`` (where runs started in ``cwd`` cache generated datasets) the folder ``cache``,
-    so that the runs of a test session generate each synthetic dataset once, with no override on their command."""
+    so that the runs of one pytest session generate each synthetic dataset once, with no override on their command."""
     link = cwd / "outputs" / "datasets"
     if link.is_symlink() or link.exists():
         return

@@ -488,7 +488,10 @@ def _check_tensor_file(reader: Any, path: str, delta_t: int, preprocess: str, ch
         raise ValueError(f"{path}: tensors were computed with delta_t={reader.delta_t}us but the loader uses "
                          f"delta_t={delta_t}us")
     name = getattr(reader, "preprocess_name", None)
-    if name and name != preprocess:
+    from evframe.preprocess.functions import tensor_file_name
+
+    # files hold tensors computed bin by bin: an event_cube file holds exactly event_cube_per_bin tensors
+    if name and tensor_file_name(name) != tensor_file_name(preprocess):
         raise ValueError(f"{path}: tensors were computed with preprocess '{name}' but the loader expects "
                          f"'{preprocess}'")
     shape = tuple(int(v) for v in reader.shape)

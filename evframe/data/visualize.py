@@ -79,7 +79,7 @@ def vis_diff(tensor: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-@register_vis("event_cube")
+@register_vis("event_cube", "event_cube_per_bin")
 def vis_event_cube(tensor: np.ndarray) -> np.ndarray:
     """Event cube: ON minus OFF per micro time bin (first half of channels OFF, second ON when split), the first
     three micro bins shown as R, G, B around gray."""

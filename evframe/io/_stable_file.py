@@ -1,8 +1,8 @@
 """Positional reads of a file that must stay as it was when a reader opened it (DAT and RAW readers).
 
-The readers used to memory-map their files; a map of a file that another process truncates raises SIGBUS on the
-next access, which kills the process instead of raising. Reading with explicit ``readinto`` calls instead turns a
-shrunken file into a short read, and comparing the file's size and modification / change times with those seen
+The readers do not memory-map their files: a map of a file that another process truncates raises SIGBUS on the
+next access, which kills the process instead of raising. Reading with explicit ``readinto`` calls turns a shrunken
+file into a short read, and comparing the file's size and modification / change times with those seen
 when the reader was created catches a file rewritten in place. Either case raises :class:`EventFileError`.
 A file replaced by renaming another one over it (as atomic writers do) is not a change for an open reader: it keeps
 reading the file it opened. A reader reopened in another process (after pickling) checks the file at the path

@@ -1,7 +1,7 @@
 """Prophesee RAW files (EVT 2.0 / EVT 3.0): a streaming reader with the DatReader interface.
 
-The file is read (into one buffer, no memory map) and decoded in *segments* of a fixed number of words by the numba
-kernels of :mod:`evframe.io.raw_evt2` / :mod:`evframe.io.raw_evt3`. The decoder state (time base, wraps, current
+The file is read into one reused buffer (no memory map) and decoded in *segments* of a fixed number of words by the
+numba kernels of :mod:`evframe.io.raw_evt2` / :mod:`evframe.io.raw_evt3`. The decoder state (time base, wraps, current
 row, vector base, ...) at the start of every segment is kept as a checkpoint the first time the decoder gets there,
 so that
 

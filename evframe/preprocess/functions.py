@@ -232,6 +232,47 @@ def event_cube(events: np.ndarray, num_tbins: int, height: int, width: int, delt
     return torch.from_numpy(acc)
 
 
+#: registered names computing each bin alone -> the function they call per bin. A tensor file holds one tensor per
+#: bin computed from that bin alone (``precompute``, Metavision's HDF5 tool), so its tensors are the same under both.
+PER_BIN_OF: dict[str, str] = {"event_cube_per_bin": "event_cube"}
+
+
+def tensor_file_name(name: str) -> str:
+    """The name under which the tensors of a precomputed file (one bin per tensor) of ``name`` are the same ones:
+    ``event_cube_per_bin`` -> ``event_cube``; any other name -> itself."""
+    return PER_BIN_OF.get(name, name)
+
+
+@register("event_cube_per_bin", _event_cube_channels, checks_bounds=True)
+def event_cube_per_bin(events: np.ndarray, num_tbins: int, height: int, width: int, delta_t: int, start_ts: int = 0,
+                       downsample: int = 0, num_utbins: int = 3, split_polarity: bool = True,
+                       max_incr_per_pixel: float = 5.0) -> torch.Tensor:
+    """Metavision's :func:`event_cube` computed one bin at a time: bin ``i`` is ``event_cube(events, num_tbins=1,
+    start_ts=start_ts + i * delta_t)``, so each bin's tensor depends on its own events only.
+
+    What it is for: the tensors Metavision's HDF5 feature files and evframe's ``precompute`` hold (computed bin by
+    bin) and what Metavision's flow training reads from them; and a stream of tensors that is the same at every
+    bin edge. :func:`event_cube` called over several bins lets an event near a bin edge feed the neighbouring bin
+    inside the call but not across calls, so a loader playing ``num_tbins`` bins per call gives edges that differ
+    every ``num_tbins`` bins; here none does, whatever the call's length. Same arguments, channels and values in
+    the interior of each bin as :func:`event_cube`; the first and last half micro-bin of each bin keep only the
+    weight that stays inside the bin.
+
+    Returns:
+        float32 tensor (num_tbins, C, height >> downsample, width >> downsample).
+    """
+    ev, g = _prepare(events, num_tbins, height, width, delta_t, start_ts, downsample)
+    t = ev["t"]
+    edges = g.start_ts + g.delta_t * np.arange(g.num_tbins + 1, dtype=np.int64)
+    if len(t) < 2 or bool(np.all(t[1:] >= t[:-1])):  # sorted (the usual case): each bin is a slice
+        bounds = np.searchsorted(t, edges, side="left")
+        parts = [ev[bounds[i]:bounds[i + 1]] for i in range(g.num_tbins)]
+    else:
+        parts = [ev[(t >= edges[i]) & (t < edges[i + 1])] for i in range(g.num_tbins)]
+    return torch.cat([event_cube(part, 1, g.height, g.width, g.delta_t, int(edges[i]), g.downsample, num_utbins,
+                                 split_polarity, max_incr_per_pixel) for i, part in enumerate(parts)])
+
+
 # ---------------------------------------------------------------------------------------------------- time surfaces
 def _time_surface(events: Any, num_tbins: Any, height: Any, width: Any, delta_t: Any, start_ts: Any,
                   downsample: Any, num_subbins: int) -> torch.Tensor:

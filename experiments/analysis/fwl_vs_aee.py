@@ -3,9 +3,10 @@
     python experiments/analysis/fwl_vs_aee.py outputs/flow/runs/<stamp> [outputs/flow/runs/<stamp2> ...]
 
 Reads each run's CSV log (``logger=csv``: ``<run>/csv/metrics.csv``) and prints, per validation epoch, ``val/aee``
-and ``val/fwl`` (every epoch's weights are one network to rank), then the Spearman rank correlation between them
-over all epochs of all runs given, and each run's test AEE ratio and test FWL. A correlation near -1 means a higher
-FWL picks the same networks as a lower AEE.
+``val/fwl`` and ``val/loss`` (every epoch's weights are one network to rank), then the Spearman rank correlations of
+``val/aee`` with ``val/fwl`` and with ``val/loss`` over the epochs of each run and of all runs given, and each run's
+test AEE ratio and test FWL. A correlation near -1 for FWL (near +1 for the loss) means it picks the same networks
+as a lower AEE; ``--from-epoch`` leaves out the first epochs (ranking trained networks only).
 """
 
 from __future__ import annotations
@@ -61,16 +62,18 @@ def spearman(a: list[float], b: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories trained with logger=csv")
+    parser.add_argument("--from-epoch", type=int, default=0, help="first epoch ranked (default: all)")
     args = parser.parse_args()
-    all_aee, all_fwl = [], []
+    all_aee, all_fwl, all_loss = [], [], []
     for run in args.runs:
-        rows = validation_rows(run)
+        rows = [r for r in validation_rows(run) if r["epoch"] >= args.from_epoch]
         print(f"== {run}")
         print(f"{'epoch':>5} {'val/aee':>8} {'val/fwl':>8} {'val/loss':>9}")
         for row in rows:
             print(f"{row['epoch']:>5} {row['aee']:>8.4f} {row['fwl']:>8.4f} {row['loss']:>9.4f}")
-        aee, fwl = [r["aee"] for r in rows], [r["fwl"] for r in rows]
-        print(f"Spearman(val/aee, val/fwl) over {len(rows)} epochs: {spearman(aee, fwl):+.3f}")
+        aee, fwl, loss = [r["aee"] for r in rows], [r["fwl"] for r in rows], [r["loss"] for r in rows]
+        print(f"Spearman over {len(rows)} epochs: (val/aee, val/fwl) {spearman(aee, fwl):+.3f}, "
+              f"(val/aee, val/loss) {spearman(aee, loss):+.3f}")
         metrics_path = run / "metrics.json"
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text())
@@ -78,8 +81,10 @@ def main() -> None:
             print(f"test: AEE ratio {ratio:.4f}, FWL {metrics.get('test/fwl', math.nan):.4f}")
         all_aee += aee
         all_fwl += fwl
+        all_loss += loss
     if len(args.runs) > 1:
-        print(f"Spearman(val/aee, val/fwl) over all {len(all_aee)} epochs: {spearman(all_aee, all_fwl):+.3f}")
+        print(f"Spearman over all {len(all_aee)} epochs: (val/aee, val/fwl) {spearman(all_aee, all_fwl):+.3f}, "
+              f"(val/aee, val/loss) {spearman(all_aee, all_loss):+.3f}")
 
 
 if __name__ == "__main__":

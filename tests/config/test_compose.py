@@ -41,7 +41,7 @@ def test_every_model_composes_and_resolves_with_its_task(compose_cfg, model: str
     assert channel_keys, f"model {model} declares neither n_input_channels nor in_channels"
     assert cfg.model[channel_keys[0]] == cfg.preprocess.channels
     if task == "flow":
-        assert cfg.model.n_input_channels == 6  # event_cube, the flow task's preprocess
+        assert cfg.model.n_input_channels == 6  # event_cube_per_bin, the flow task's preprocess
 
 
 @pytest.mark.parametrize("preprocess,channels", [("histo", 2), ("diff", 1), ("event_cube", 6), ("timesurface", 2),

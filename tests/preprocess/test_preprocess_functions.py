@@ -187,6 +187,26 @@ def test_event_cube_clipping_of_an_event_feeding_two_bins():
     check(out[:, 1, 0, 0], [0.5, 0.5])
 
 
+@pytest.mark.parametrize("order", [[0, 1], [1, 0]])
+def test_event_cube_per_bin_keeps_each_bin_to_its_own_events(order):
+    # 2 bins of 40 us, 2 micro-bins each, k = 1. A at (0, 0), t 35: in a 2-bin call u = 35 * 4 / 80 - 0.5 = 1.25,
+    # 0.75 to micro-bin 1 (bin 0) and 0.25 to micro-bin 2 (bin 1, micro 0). B at (1, 0), t 42: u = 1.6, 0.4 to bin 0
+    # micro 1 and 0.6 to bin 1 micro 0. Per bin (a 1-bin call each) what crosses the bin edge is dropped.
+    events = make_events([(0, 0, 1, 35), (1, 0, 1, 42)])[order]
+    kwargs = dict(num_utbins=2, max_incr_per_pixel=1)
+    window = compute("event_cube", events, 2, 1, 2, 40, **kwargs)
+    per_bin = compute("event_cube_per_bin", events, 2, 1, 2, 40, **kwargs)
+    assert window.shape == per_bin.shape == (2, 4, 1, 2)
+    check(window[0, 3, 0], [0.75, 0.4])  # channel 2 * micro + polarity
+    check(window[1, 1, 0], [0.25, 0.6])
+    check(per_bin[0, 3, 0], [0.75, 0.0])
+    check(per_bin[1, 1, 0], [0.0, 0.6])
+    assert float(window.sum()) == pytest.approx(2.0) and float(per_bin.sum()) == pytest.approx(1.35)
+    for i in range(2):  # the same as Metavision's event_cube called on each bin alone
+        alone = compute("event_cube", events, 1, 1, 2, 40, start_ts=40 * i, **kwargs)
+        assert torch.equal(per_bin[i:i + 1], alone)
+
+
 def test_timesurface(scene):
     # (t_last - bin_start) / delta_t; the event at tau 0 gives 0, like an empty pixel
     check(run("timesurface", scene), [

@@ -188,7 +188,7 @@ def split_micro_bins(inputs: torch.Tensor, channels_per_micro_bin: int = 2) -> t
 
 def channels_per_micro_bin_for(preprocess: str, num_channels: int, split_polarity: bool = True) -> int:
     """The ``channels_per_micro_bin`` to use for a preprocessing name (see :func:`split_micro_bins`)."""
-    if preprocess == "event_cube":
+    if preprocess in ("event_cube", "event_cube_per_bin"):
         return 2 if split_polarity else 1
     # histo/diff/timesurface/...: the whole tensor is one snapshot of the bin -> one micro bin.
     return num_channels
