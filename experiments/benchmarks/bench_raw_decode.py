@@ -11,7 +11,7 @@ keeps increasing, and every other word is the camera's own. (Without the shared 
 - ``expelliarmus`` (EVT 2.0 and 3.0) and ``evt3`` (EVT 3.0), if installed (``pip install expelliarmus evt3``; skipped
   when missing): whole-file decodes; the event counts of all decoders are compared;
 - memory while streaming a file hundreds of times larger than the decoder's segment: anonymous resident memory
-  (RssAnon, which excludes the memory-mapped file's page cache) at 10 %, 50 % and 100 % of the file, against a
+  (RssAnon, which excludes the file's page cache) at 10 %, 50 % and 100 % of the file, against a
   whole-file ``load_all``.
 The file stays in the page cache, so this measures decoding, not the disk. Never fails on a slow machine.
 """

@@ -188,6 +188,10 @@ def _fake_slurm(bin_dir: Path, state: Path) -> None:
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
+#: recordings the documentation names as examples (in the working directory) -> the fixture recording copied there
+EXAMPLE_RECORDINGS = {"rec_td.dat": "rec0_td.dat", "rec1_td.dat": "rec0_td.dat", "rec2_td.dat": "rec1_td.dat"}
+
+
 def prepare(command: DocCommand, fixtures: Path, cwd: Path) -> list[str]:
     """The command's arguments with every placeholder replaced, and ``cwd`` holding what they refer to."""
     task = command.value("task") or "flow"
@@ -195,7 +199,7 @@ def prepare(command: DocCommand, fixtures: Path, cwd: Path) -> list[str]:
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
     args = []
     for arg in command.args:
-        if "outputs/" in arg and "<stamp>" in arg or arg == "ckpt_path=last":
+        if ("outputs/" in arg and "<stamp>" in arg) or arg == "ckpt_path=last":
             shutil.copytree(run_dir, cwd / "outputs" / task / "runs" / run_dir.name)
             arg = arg.replace("<stamp>", run_dir.name)
         if arg == "ckpt_path=...":
@@ -203,9 +207,9 @@ def prepare(command: DocCommand, fixtures: Path, cwd: Path) -> list[str]:
         if arg.startswith("dataset.paths=[...]"):
             arg = f"dataset.paths=[{fixtures}/rec/a.raw]"
         arg = re.sub(r"(?<=[=\[,])/(data|rec)/", lambda m: f"{fixtures}/{m.group(1)}/", arg)
-        for name in ("rec_td.dat", "rec1_td.dat", "rec2_td.dat"):
+        for name, fixture in EXAMPLE_RECORDINGS.items():
             if name in arg and not (cwd / name).exists():
-                shutil.copy(fixtures / "recordings" / f"rec{name[3:4] == '2' and 1 or 0}_td.dat", cwd / name)
+                shutil.copy(fixtures / "recordings" / fixture, cwd / name)
         if "mypkg" in arg and not (cwd / "mypkg").exists():
             shutil.copytree(fixtures / "user" / "mypkg", cwd / "mypkg")
         args.append(arg)
@@ -230,6 +234,7 @@ def test_documented_command_runs_as_typed(command: DocCommand, fixtures: Path, t
     cwd = tmp_path / "work"
     cwd.mkdir()
     env = dict(os.environ)
+    env.pop("EVFRAME_ROOT", None)  # outputs go under the directory the command starts from
     if command.value("hydra/launcher") == "slurm":
         _fake_slurm(tmp_path / "bin", tmp_path / "slurm_state")
         env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"
